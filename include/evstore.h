@@ -1,0 +1,14 @@
+/*
+ * evstore.h: the umbrella header of libevstore, an embedded append-only
+ * event store.  Include this one; it pulls in every public header.
+ *
+ *   evstore/common.h  error codes, evs_errmsg(), evs_free()
+ *   evstore/store.h   open, append, read, verify
+ */
+#ifndef EVSTORE_H
+#define EVSTORE_H
+
+#include "evstore/common.h"
+#include "evstore/store.h"
+
+#endif

@@ -1,0 +1,516 @@
+/*
+ * index.c: the SQLite index (index.db): streams, one row per batch, event
+ * ids and the "indexed to" mark.  Schema in schema/index.sql.
+ *
+ * Each evs__ix is one connection with its prepared statements, used by one
+ * thread at a time: the writer's own, or one taken from the store's pool
+ * by a reader.  WAL mode lets readers run beside the writer; the writer
+ * uses synchronous=NORMAL because the index is rebuilt from the log after
+ * a crash (DESIGN.md invariant 4), so losing its last transactions on
+ * power loss costs a little recovery, never an event.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "store.h"
+
+extern const char evs__index_sql[];
+
+enum {
+	Q_BEGIN_R, Q_BEGIN_W, Q_COMMIT, Q_ROLLBACK,
+	Q_GET_META, Q_SET_META, Q_INS_STREAM, Q_UPD_STREAM, Q_INS_BATCH,
+	Q_INS_ID, Q_FIND_ID, Q_LAST_BATCH, Q_BATCH_AT, Q_STREAM,
+	Q_FWD_START, Q_FWD, Q_BWD, Q_EACH_STREAM, Q_LIST_STREAMS,
+	Q_LIST_STREAMS_AFTER, Q_CATEGORIES, Q_COUNTS, Q_EACH_BATCH, Q_ENDS,
+	Q__COUNT
+};
+
+static const char *const sql[Q__COUNT] = {
+	[Q_BEGIN_R] = "BEGIN",
+	[Q_BEGIN_W] = "BEGIN IMMEDIATE",
+	[Q_COMMIT] = "COMMIT",
+	[Q_ROLLBACK] = "ROLLBACK",
+	[Q_GET_META] = "SELECT value FROM meta WHERE key = ?1",
+	[Q_SET_META] = "INSERT INTO meta (key, value) VALUES (?1, ?2) "
+		       "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+	[Q_INS_STREAM] = "INSERT INTO streams (id, name, last_version, created_us) "
+			 "VALUES (?1, ?2, ?3, ?4)",
+	[Q_UPD_STREAM] = "UPDATE streams SET last_version = ?2 WHERE id = ?1",
+	[Q_INS_BATCH] = "INSERT INTO batches (position, stream_id, first_version, "
+			"count, segment, offset, length) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[Q_INS_ID] = "INSERT INTO event_ids (id, position) VALUES (?1, ?2)",
+	[Q_FIND_ID] = "SELECT position FROM event_ids WHERE id = ?1",
+	[Q_LAST_BATCH] = "SELECT position, first_version, count, segment, offset, length, stream_id "
+			 "FROM batches ORDER BY position DESC LIMIT 1",
+	[Q_BATCH_AT] = "SELECT position, first_version, count, segment, offset, length, stream_id "
+		       "FROM batches WHERE position <= ?1 ORDER BY position DESC LIMIT 1",
+	[Q_STREAM] = "SELECT id, last_version, created_us FROM streams WHERE name = ?1",
+	[Q_FWD_START] = "SELECT max(first_version) FROM batches "
+			"WHERE stream_id = ?1 AND first_version <= ?2",
+	[Q_FWD] = "SELECT position, first_version, count, segment, offset, length, stream_id "
+		  "FROM batches WHERE stream_id = ?1 AND first_version >= ?2 "
+		  "ORDER BY first_version",
+	[Q_BWD] = "SELECT position, first_version, count, segment, offset, length, stream_id "
+		  "FROM batches WHERE stream_id = ?1 AND first_version <= ?2 "
+		  "ORDER BY first_version DESC",
+	[Q_EACH_STREAM] = "SELECT id, name, last_version FROM streams",
+	[Q_LIST_STREAMS] = "SELECT name, last_version FROM streams ORDER BY name LIMIT ?1",
+	[Q_LIST_STREAMS_AFTER] = "SELECT name, last_version FROM streams WHERE name > ?2 "
+				 "ORDER BY name LIMIT ?1",
+	[Q_CATEGORIES] = "SELECT CASE WHEN instr(name, '-') > 0 "
+			 "THEN substr(name, 1, instr(name, '-') - 1) ELSE name END AS c, "
+			 "count(*) FROM streams GROUP BY c ORDER BY c",
+	[Q_COUNTS] = "SELECT (SELECT count(*) FROM streams), count(*), "
+		     "coalesce(sum(length), 0) FROM batches",
+	[Q_ENDS] = "SELECT (SELECT position FROM batches WHERE stream_id = ?1 "
+		   "ORDER BY first_version LIMIT 1), (SELECT position + count - 1 "
+		   "FROM batches WHERE stream_id = ?1 ORDER BY first_version DESC LIMIT 1)",
+	[Q_EACH_BATCH] = "SELECT position, first_version, count, segment, offset, length, stream_id "
+			 "FROM batches ORDER BY position",
+};
+
+struct evs__ix {
+	sqlite3 *db;
+	char *path;
+	sqlite3_stmt *st[Q__COUNT];
+};
+
+static int ix_err(evs__ix *ix, int rc, const char *what)
+{
+	int err = rc == SQLITE_NOMEM ? EVS_ENOMEM :
+		  rc == SQLITE_FULL ? EVS_ENOSPC :
+		  rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB ? EVS_ECORRUPT :
+		  rc == SQLITE_BUSY || rc == SQLITE_LOCKED ? EVS_ETIMEOUT : EVS_EIO;
+
+	return evs__err(err, "index %s: %s: %s", ix->path, what,
+			ix->db ? sqlite3_errmsg(ix->db) : sqlite3_errstr(rc));
+}
+
+static sqlite3_stmt *stmt(evs__ix *ix, int q)
+{
+	if (!ix->st[q]) {
+		int rc = sqlite3_prepare_v3(ix->db, sql[q], -1, SQLITE_PREPARE_PERSISTENT,
+					    &ix->st[q], NULL);
+		if (rc != SQLITE_OK) {
+			ix_err(ix, rc, "prepare");
+			return NULL;
+		}
+	}
+	return ix->st[q];
+}
+
+/* Runs a statement that returns no rows. */
+static int run(evs__ix *ix, sqlite3_stmt *st, const char *what)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE)
+		return ix_err(ix, rc, what);
+	return 0;
+}
+
+int evs__ix_open(evs__ix **out, const char *path, bool read_only)
+{
+	evs__ix *ix = evs__calloc(1, sizeof(*ix));
+	int flags = read_only ? SQLITE_OPEN_READONLY :
+		    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	int rc;
+	char *errmsg = NULL;
+
+	if (!ix)
+		return evs__err(EVS_ENOMEM, "out of memory opening the index");
+	ix->path = evs__strdup(path);
+	if (!ix->path) {
+		evs__free(ix);
+		return evs__err(EVS_ENOMEM, "out of memory opening the index");
+	}
+	rc = sqlite3_open_v2(path, &ix->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		rc = ix_err(ix, rc, "open");
+		evs__ix_close(ix);
+		return rc;
+	}
+	sqlite3_busy_timeout(ix->db, 5000);
+	if (!read_only) {
+		rc = sqlite3_exec(ix->db,
+				  "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+				  NULL, NULL, &errmsg);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_exec(ix->db, evs__index_sql, NULL, NULL, &errmsg);
+		if (rc != SQLITE_OK) {
+			int err = ix_err(ix, rc, "set up");
+			sqlite3_free(errmsg);
+			evs__ix_close(ix);
+			return err;
+		}
+	}
+	*out = ix;
+	return 0;
+}
+
+void evs__ix_close(evs__ix *ix)
+{
+	if (!ix)
+		return;
+	for (int i = 0; i < Q__COUNT; i++)
+		sqlite3_finalize(ix->st[i]);
+	sqlite3_close(ix->db);
+	evs__free(ix->path);
+	evs__free(ix);
+}
+
+static int exec_q(evs__ix *ix, int q, const char *what)
+{
+	sqlite3_stmt *st = stmt(ix, q);
+
+	return st ? run(ix, st, what) : EVS_EIO;
+}
+
+int evs__ix_begin(evs__ix *ix, bool write)
+{
+	return exec_q(ix, write ? Q_BEGIN_W : Q_BEGIN_R, "begin");
+}
+
+int evs__ix_commit(evs__ix *ix)
+{
+	return exec_q(ix, Q_COMMIT, "commit");
+}
+
+void evs__ix_rollback(evs__ix *ix)
+{
+	if (!sqlite3_get_autocommit(ix->db))
+		exec_q(ix, Q_ROLLBACK, "rollback");
+}
+
+int evs__ix_get_meta(evs__ix *ix, const char *key, uint64_t *out)
+{
+	sqlite3_stmt *st = stmt(ix, Q_GET_META);
+	int rc;
+
+	if (!st)
+		return EVS_EIO;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*out = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (rc == SQLITE_DONE)
+		return EVS_ENOTFOUND;
+	return ix_err(ix, rc, "read meta");
+}
+
+int evs__ix_set_meta(evs__ix *ix, const char *key, uint64_t value)
+{
+	sqlite3_stmt *st = stmt(ix, Q_SET_META);
+
+	if (!st)
+		return EVS_EIO;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (int64_t)value);
+	return run(ix, st, "write meta");
+}
+
+int evs__ix_put_stream(evs__ix *ix, int64_t id, const char *name, size_t len,
+		       uint64_t last_version, int64_t created_us, bool is_new)
+{
+	sqlite3_stmt *st = stmt(ix, is_new ? Q_INS_STREAM : Q_UPD_STREAM);
+
+	if (!st)
+		return EVS_EIO;
+	sqlite3_bind_int64(st, 1, id);
+	if (is_new) {
+		sqlite3_bind_text(st, 2, name, (int)len, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, (int64_t)last_version);
+		sqlite3_bind_int64(st, 4, created_us);
+	} else {
+		sqlite3_bind_int64(st, 2, (int64_t)last_version);
+	}
+	return run(ix, st, "write stream");
+}
+
+int evs__ix_put_batch(evs__ix *ix, int64_t stream_id, const evs__batch_ref *b)
+{
+	sqlite3_stmt *st = stmt(ix, Q_INS_BATCH);
+
+	if (!st)
+		return EVS_EIO;
+	sqlite3_bind_int64(st, 1, (int64_t)b->position);
+	sqlite3_bind_int64(st, 2, stream_id);
+	sqlite3_bind_int64(st, 3, (int64_t)b->first_version);
+	sqlite3_bind_int64(st, 4, b->count);
+	sqlite3_bind_int64(st, 5, (int64_t)b->segment);
+	sqlite3_bind_int64(st, 6, (int64_t)b->offset);
+	sqlite3_bind_int64(st, 7, b->length);
+	return run(ix, st, "write batch");
+}
+
+int evs__ix_put_id(evs__ix *ix, const uint8_t id[16], uint64_t position)
+{
+	sqlite3_stmt *st = stmt(ix, Q_INS_ID);
+
+	if (!st)
+		return EVS_EIO;
+	sqlite3_bind_blob(st, 1, id, 16, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (int64_t)position);
+	return run(ix, st, "write event id");
+}
+
+int evs__ix_find_id(evs__ix *ix, const uint8_t id[16], uint64_t *pos)
+{
+	sqlite3_stmt *st = stmt(ix, Q_FIND_ID);
+	int rc;
+
+	if (!st)
+		return EVS_EIO;
+	sqlite3_bind_blob(st, 1, id, 16, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*pos = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (rc == SQLITE_DONE)
+		return EVS_ENOTFOUND;
+	return ix_err(ix, rc, "find event id");
+}
+
+static void row_to_ref(sqlite3_stmt *st, evs__batch_ref *b)
+{
+	b->position = (uint64_t)sqlite3_column_int64(st, 0);
+	b->first_version = (uint64_t)sqlite3_column_int64(st, 1);
+	b->count = (uint32_t)sqlite3_column_int64(st, 2);
+	b->segment = (uint64_t)sqlite3_column_int64(st, 3);
+	b->offset = (uint64_t)sqlite3_column_int64(st, 4);
+	b->length = (uint32_t)sqlite3_column_int64(st, 5);
+	b->stream_id = sqlite3_column_int64(st, 6);
+}
+
+static int one_batch(evs__ix *ix, int q, uint64_t arg, bool bind, evs__batch_ref *out)
+{
+	sqlite3_stmt *st = stmt(ix, q);
+	int rc;
+
+	if (!st)
+		return EVS_EIO;
+	if (bind)
+		sqlite3_bind_int64(st, 1, (int64_t)arg);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		row_to_ref(st, out);
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (rc == SQLITE_DONE)
+		return EVS_ENOTFOUND;
+	return ix_err(ix, rc, "find batch");
+}
+
+int evs__ix_last_batch(evs__ix *ix, evs__batch_ref *out)
+{
+	return one_batch(ix, Q_LAST_BATCH, 0, false, out);
+}
+
+int evs__ix_batch_at(evs__ix *ix, uint64_t position, evs__batch_ref *out)
+{
+	int rc = one_batch(ix, Q_BATCH_AT, position, true, out);
+
+	if (rc == 0 && out->position + out->count <= position)
+		return EVS_ENOTFOUND;
+	return rc;
+}
+
+int evs__ix_truncate_after(evs__ix *ix, uint64_t position)
+{
+	char q[512];
+	int rc;
+
+	snprintf(q, sizeof(q),
+		 "DELETE FROM batches WHERE position > %llu;"
+		 "DELETE FROM event_ids WHERE position > %llu;"
+		 "UPDATE streams SET last_version = coalesce((SELECT max(first_version + count - 1) "
+		 "FROM batches WHERE stream_id = streams.id), 0);"
+		 "DELETE FROM streams WHERE last_version = 0;",
+		 (unsigned long long)position, (unsigned long long)position);
+	rc = sqlite3_exec(ix->db, q, NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return ix_err(ix, rc, "truncate");
+	return evs__ix_set_meta(ix, "indexed_to", position);
+}
+
+int evs__ix_each_stream(evs__ix *ix, evs__ix_stream_cb cb, void *ctx)
+{
+	sqlite3_stmt *st = stmt(ix, Q_EACH_STREAM);
+	int rc, err = 0;
+
+	if (!st)
+		return EVS_EIO;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		err = cb(sqlite3_column_int64(st, 0),
+			 (const char *)sqlite3_column_text(st, 1),
+			 (size_t)sqlite3_column_bytes(st, 1),
+			 (uint64_t)sqlite3_column_int64(st, 2), ctx);
+		if (err)
+			break;
+	}
+	sqlite3_reset(st);
+	if (err)
+		return err;
+	if (rc != SQLITE_DONE)
+		return ix_err(ix, rc, "read streams");
+	return 0;
+}
+
+int evs__ix_stream(evs__ix *ix, const char *name, int64_t *id,
+		   uint64_t *last_version, int64_t *created_us)
+{
+	sqlite3_stmt *st = stmt(ix, Q_STREAM);
+	int rc;
+
+	if (!st)
+		return EVS_EIO;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*id = sqlite3_column_int64(st, 0);
+		*last_version = (uint64_t)sqlite3_column_int64(st, 1);
+		if (created_us)
+			*created_us = sqlite3_column_int64(st, 2);
+	}
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (rc == SQLITE_DONE)
+		return EVS_ENOTFOUND;
+	return ix_err(ix, rc, "find stream");
+}
+
+static int each_batch(evs__ix *ix, sqlite3_stmt *st, evs__ix_batch_cb cb, void *ctx)
+{
+	evs__batch_ref b;
+	int rc, err = 0;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		row_to_ref(st, &b);
+		err = cb(&b, ctx);
+		if (err)
+			break;
+	}
+	sqlite3_reset(st);
+	if (err)
+		return err;
+	if (rc != SQLITE_DONE)
+		return ix_err(ix, rc, "read batches");
+	return 0;
+}
+
+int evs__ix_stream_batches(evs__ix *ix, int64_t stream_id, uint64_t from,
+			   evs_direction dir, evs__ix_batch_cb cb, void *ctx)
+{
+	sqlite3_stmt *st;
+	uint64_t start = from;
+
+	if (dir == EVS_FORWARD) {
+		/* Start at the batch holding `from`, not the first one after. */
+		st = stmt(ix, Q_FWD_START);
+		if (!st)
+			return EVS_EIO;
+		sqlite3_bind_int64(st, 1, stream_id);
+		sqlite3_bind_int64(st, 2, (int64_t)from);
+		if (sqlite3_step(st) == SQLITE_ROW &&
+		    sqlite3_column_type(st, 0) != SQLITE_NULL)
+			start = (uint64_t)sqlite3_column_int64(st, 0);
+		sqlite3_reset(st);
+		st = stmt(ix, Q_FWD);
+	} else {
+		st = stmt(ix, Q_BWD);
+	}
+	if (!st)
+		return EVS_EIO;
+	sqlite3_bind_int64(st, 1, stream_id);
+	sqlite3_bind_int64(st, 2, (int64_t)start);
+	return each_batch(ix, st, cb, ctx);
+}
+
+int evs__ix_each_batch(evs__ix *ix, evs__ix_batch_cb cb, void *ctx)
+{
+	sqlite3_stmt *st = stmt(ix, Q_EACH_BATCH);
+
+	return st ? each_batch(ix, st, cb, ctx) : EVS_EIO;
+}
+
+static int each_name(evs__ix *ix, sqlite3_stmt *st, evs_name_cb cb, void *ctx)
+{
+	int rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (cb((const char *)sqlite3_column_text(st, 0),
+		       (uint64_t)sqlite3_column_int64(st, 1), ctx)) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE)
+		return ix_err(ix, rc, "list");
+	return 0;
+}
+
+int evs__ix_list_streams(evs__ix *ix, const char *after, uint64_t limit,
+			 evs_name_cb cb, void *ctx)
+{
+	sqlite3_stmt *st = stmt(ix, after ? Q_LIST_STREAMS_AFTER : Q_LIST_STREAMS);
+
+	if (!st)
+		return EVS_EIO;
+	sqlite3_bind_int64(st, 1, limit ? (int64_t)limit : -1);
+	if (after)
+		sqlite3_bind_text(st, 2, after, -1, SQLITE_STATIC);
+	return each_name(ix, st, cb, ctx);
+}
+
+int evs__ix_list_categories(evs__ix *ix, evs_name_cb cb, void *ctx)
+{
+	sqlite3_stmt *st = stmt(ix, Q_CATEGORIES);
+
+	return st ? each_name(ix, st, cb, ctx) : EVS_EIO;
+}
+
+int evs__ix_counts(evs__ix *ix, uint64_t *streams, uint64_t *batches,
+		   uint64_t *log_bytes)
+{
+	sqlite3_stmt *st = stmt(ix, Q_COUNTS);
+	int rc;
+
+	if (!st)
+		return EVS_EIO;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*streams = (uint64_t)sqlite3_column_int64(st, 0);
+		*batches = (uint64_t)sqlite3_column_int64(st, 1);
+		*log_bytes = (uint64_t)sqlite3_column_int64(st, 2);
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 0 : ix_err(ix, rc, "count");
+}
+
+int evs__ix_stream_ends(evs__ix *ix, int64_t stream_id, uint64_t *first, uint64_t *last)
+{
+	sqlite3_stmt *st = stmt(ix, Q_ENDS);
+	int rc;
+
+	if (!st)
+		return EVS_EIO;
+	sqlite3_bind_int64(st, 1, stream_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*first = (uint64_t)sqlite3_column_int64(st, 0);
+		*last = (uint64_t)sqlite3_column_int64(st, 1);
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 0 : ix_err(ix, rc, "stream ends");
+}

@@ -1,0 +1,838 @@
+/*
+ * store.c: opening and closing a store, the writer's lock, recovery, the
+ * stream-head table, the segment table, the pool of index connections,
+ * stats and verify.
+ *
+ * Recovery (DESIGN.md invariants 4 and 6) runs at every writable open:
+ *  - the scan starts right after the last batch the index knows, so a
+ *    cleanly closed store reads one batch header, not the whole log;
+ *  - every batch past it is checked and indexed;
+ *  - an invalid batch in the last segment with no valid batch after it is a
+ *    torn tail (a write that was never acknowledged) and is cut off;
+ *  - an invalid batch anywhere else fails the open with EVS_ECORRUPT naming
+ *    the segment and offset: acknowledged data is never dropped silently;
+ *  - index rows past the log's end are removed.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store.h"
+
+/* ---- stream heads: open addressing, FNV-1a ---- */
+
+static uint32_t hash_name(const char *s, size_t n)
+{
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 16777619u;
+	}
+	return h ? h : 1;
+}
+
+static int map_grow(evs__map *m)
+{
+	size_t ncap = m->cap ? m->cap * 2 : 1024;
+	evs__head *nh = evs__calloc(ncap, sizeof(*nh));
+
+	if (!nh)
+		return -1;
+	for (size_t i = 0; i < m->cap; i++) {
+		evs__head *h = &m->slots[i];
+		if (!h->name)
+			continue;
+		size_t j = h->hash & (ncap - 1);
+		while (nh[j].name)
+			j = (j + 1) & (ncap - 1);
+		nh[j] = *h;
+	}
+	evs__free(m->slots);
+	m->slots = nh;
+	m->cap = ncap;
+	return 0;
+}
+
+evs__head *evs__map_find(evs__map *m, const char *name, size_t len, bool create)
+{
+	uint32_t hash = hash_name(name, len);
+	size_t i;
+
+	if (m->cap) {
+		for (i = hash & (m->cap - 1); m->slots[i].name; i = (i + 1) & (m->cap - 1)) {
+			evs__head *h = &m->slots[i];
+			if (h->hash == hash && h->len == len && memcmp(h->name, name, len) == 0)
+				return h;
+		}
+	}
+	if (!create)
+		return NULL;
+	if ((m->n + 1) * 10 > m->cap * 7 && map_grow(m) != 0)
+		return NULL;
+	for (i = hash & (m->cap - 1); m->slots[i].name; i = (i + 1) & (m->cap - 1))
+		;
+	char *copy = evs__malloc(len + 1);
+	if (!copy)
+		return NULL;
+	memcpy(copy, name, len);
+	copy[len] = 0;
+	m->slots[i] = (evs__head){ copy, hash, (uint32_t)len, 0, 0, 0 };
+	m->n++;
+	return &m->slots[i];
+}
+
+void evs__map_free(evs__map *m)
+{
+	for (size_t i = 0; i < m->cap; i++)
+		evs__free(m->slots[i].name);
+	evs__free(m->slots);
+	m->slots = NULL;
+	m->cap = m->n = 0;
+}
+
+static int load_head(int64_t id, const char *name, size_t len, uint64_t last_version,
+		     void *ctx)
+{
+	evs_store *s = ctx;
+	evs__head *h = evs__map_find(&s->heads, name, len, true);
+
+	if (!h)
+		return evs__err(EVS_ENOMEM, "out of memory loading stream heads");
+	h->id = id;
+	h->version = last_version;
+	if (id >= s->next_stream_id)
+		s->next_stream_id = id + 1;
+	return 0;
+}
+
+static int load_heads(evs_store *s)
+{
+	evs__map_free(&s->heads);
+	s->next_stream_id = 1;
+	return evs__ix_each_stream(s->wix, load_head, s);
+}
+
+/* ---- segment table ---- */
+
+int evs__store_add_segment(evs_store *s, uint64_t first)
+{
+	int rc = 0;
+	size_t i;
+
+	pthread_mutex_lock(&s->seg_mu);
+	for (i = s->nsegs; i > 0 && s->segs[i - 1].first > first; i--)
+		;
+	if (i > 0 && s->segs[i - 1].first == first)
+		goto out;
+	if (s->nsegs == s->capsegs) {
+		size_t ncap = s->capsegs ? s->capsegs * 2 : 16;
+		evs__seg *n = evs__realloc(s->segs, ncap * sizeof(*n));
+		if (!n) {
+			rc = evs__err(EVS_ENOMEM, "out of memory adding a segment");
+			goto out;
+		}
+		s->segs = n;
+		s->capsegs = ncap;
+	}
+	memmove(&s->segs[i + 1], &s->segs[i], (s->nsegs - i) * sizeof(*s->segs));
+	s->segs[i] = (evs__seg){ first, -1 };
+	s->nsegs++;
+out:
+	pthread_mutex_unlock(&s->seg_mu);
+	return rc;
+}
+
+int evs__store_seg_fd(evs_store *s, uint64_t first, int *fd_out)
+{
+	size_t lo = 0, hi;
+	int rc;
+
+	pthread_mutex_lock(&s->seg_mu);
+	hi = s->nsegs;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (s->segs[mid].first < first)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < s->nsegs && s->segs[lo].first == first && s->segs[lo].fd >= 0) {
+		*fd_out = s->segs[lo].fd;
+		pthread_mutex_unlock(&s->seg_mu);
+		return 0;
+	}
+	pthread_mutex_unlock(&s->seg_mu);
+
+	/* Not open yet (or made by another process's writer). */
+	char path[4096];
+	evs__seg_name(path, sizeof(path), s->logdir, first);
+	int fd = evs__os_table.open(path, O_RDONLY, 0);
+	if (fd < 0)
+		return evs__err_sys(errno, "open segment", path);
+	rc = evs__store_add_segment(s, first);
+	if (rc) {
+		evs__os_table.close(fd);
+		return rc;
+	}
+	pthread_mutex_lock(&s->seg_mu);
+	for (size_t i = 0; i < s->nsegs; i++) {
+		if (s->segs[i].first != first)
+			continue;
+		if (s->segs[i].fd < 0) {
+			s->segs[i].fd = fd;
+			fd = -1;
+		}
+		*fd_out = s->segs[i].fd;
+		break;
+	}
+	pthread_mutex_unlock(&s->seg_mu);
+	if (fd >= 0)
+		evs__os_table.close(fd); /* another thread opened it first */
+	return 0;
+}
+
+/* ---- index connection pool ---- */
+
+evs__ix *evs__store_ix_get(evs_store *s)
+{
+	evs__ix *ix = NULL;
+	char path[4096];
+
+	pthread_mutex_lock(&s->pool_mu);
+	if (s->npool)
+		ix = s->pool[--s->npool];
+	pthread_mutex_unlock(&s->pool_mu);
+	if (ix)
+		return ix;
+	snprintf(path, sizeof(path), "%s/index.db", s->dir);
+	if (evs__ix_open(&ix, path, true) != 0)
+		return NULL;
+	return ix;
+}
+
+void evs__store_ix_put(evs_store *s, evs__ix *ix)
+{
+	if (!ix)
+		return;
+	evs__ix_rollback(ix);
+	pthread_mutex_lock(&s->pool_mu);
+	if (s->npool == s->cappool) {
+		size_t ncap = s->cappool ? s->cappool * 2 : 8;
+		evs__ix **n = evs__realloc(s->pool, ncap * sizeof(*n));
+		if (!n) {
+			pthread_mutex_unlock(&s->pool_mu);
+			evs__ix_close(ix);
+			return;
+		}
+		s->pool = n;
+		s->cappool = ncap;
+	}
+	s->pool[s->npool++] = ix;
+	pthread_mutex_unlock(&s->pool_mu);
+}
+
+int evs__store_head(evs_store *s, evs__ix *ix, uint64_t *out)
+{
+	if (!s->read_only) {
+		*out = atomic_load(&s->visible);
+		return 0;
+	}
+	int rc = evs__ix_get_meta(ix, "indexed_to", out);
+	if (rc == EVS_ENOTFOUND) {
+		*out = 0;
+		rc = 0;
+	}
+	return rc;
+}
+
+/* ---- recovery ---- */
+
+/* Reads the batch at `off` of an open segment into *buf; returns 0 with
+ * *h filled when it is a well-formed batch with a good CRC, 1 when the
+ * segment has only zeros there (end of its data), -1 when invalid. */
+static int load_batch(int fd, uint64_t off, uint64_t segsize, uint8_t **buf,
+		      size_t *cap, evs__batch_hdr *h)
+{
+	uint8_t hdr[EVS__BATCH_HDR];
+	ssize_t r;
+
+	if (off + EVS__BATCH_HDR > segsize)
+		return 1;
+	r = evs__os_pread_all(fd, hdr, sizeof(hdr), (off_t)off);
+	if (r < 0)
+		return -2;
+	if (r < (ssize_t)sizeof(hdr)) {
+		/* A short file: zeros past its end were lost (or cut). */
+		for (ssize_t i = 0; i < r; i++)
+			if (hdr[i])
+				return -1;
+		return 1;
+	}
+	static const uint8_t zero[EVS__BATCH_HDR];
+	if (memcmp(hdr, zero, sizeof(hdr)) == 0)
+		return 1;
+	if (evs__batch_parse_header(h, hdr, segsize - off) != 0)
+		return -1;
+	if (*cap < h->length) {
+		uint8_t *n = evs__realloc(*buf, h->length);
+		if (!n)
+			return -3;
+		*buf = n;
+		*cap = h->length;
+	}
+	r = evs__os_pread_all(fd, *buf, h->length, (off_t)off);
+	if (r < 0)
+		return -2;
+	if (r < (ssize_t)h->length)
+		return -1;
+	evs__batch_parse_header(h, *buf, h->length);
+	if (evs__batch_check_crc(h, *buf) != 0)
+		return -1;
+	return 0;
+}
+
+/* Is there any batch with a good CRC at or after `from` in the segment? */
+static int valid_batch_after(int fd, uint64_t from, uint64_t segsize, uint64_t *found)
+{
+	uint8_t *buf = NULL, *win;
+	size_t cap = 0;
+	const size_t chunk = 1u << 20;
+	int rc = 0;
+
+	win = evs__malloc(chunk + 4);
+	if (!win)
+		return -3;
+	for (uint64_t base = from; base < segsize && !rc; base += chunk) {
+		ssize_t r = evs__os_pread_all(fd, win, chunk + 3, (off_t)base);
+		if (r < 4)
+			break;
+		for (size_t i = 0; i + 4 <= (size_t)r && i < chunk; i++) {
+			uint8_t *m = memchr(win + i, 'E', (size_t)r - i);
+			evs__batch_hdr h;
+			if (!m)
+				break;
+			i = (size_t)(m - win);
+			if (i + 4 > (size_t)r || evs__get32(m) != EVS__BATCH_MAGIC)
+				continue;
+			if (load_batch(fd, base + i, segsize, &buf, &cap, &h) == 0) {
+				*found = base + i;
+				rc = 1;
+				break;
+			}
+		}
+	}
+	evs__free(win);
+	evs__free(buf);
+	return rc;
+}
+
+typedef struct recover_ctx {
+	evs_store *s;
+	evs__batch_ref ref;
+	evs__head *head;
+	int rc;
+} recover_ctx;
+
+static int index_id(const evs_event *ev, void *ctx)
+{
+	recover_ctx *rc = ctx;
+	int err = evs__ix_put_id(rc->s->wix, ev->id, ev->position);
+
+	if (err)
+		rc->rc = err;
+	return err;
+}
+
+/* Adds a recovered batch to the index (inside the open transaction). */
+static int index_recovered(evs_store *s, const evs__batch_hdr *h, const uint8_t *p,
+			   uint64_t seg, uint64_t off, const char *segpath)
+{
+	evs__head *head = evs__map_find(&s->heads, h->stream, h->stream_len, true);
+	recover_ctx c = { s, { 0 }, head, 0 };
+	bool is_new;
+	int64_t ts;
+	int rc;
+
+	if (!head)
+		return evs__err(EVS_ENOMEM, "out of memory during recovery");
+	is_new = head->id == 0;
+	if (h->first_version != head->version + 1)
+		return evs__err(EVS_ECORRUPT,
+				"%s offset %" PRIu64 ": batch of stream '%.*s' starts at version %"
+				PRIu64 ", expected %" PRIu64, segpath, off, (int)h->stream_len,
+				h->stream, h->first_version, head->version + 1);
+	if (is_new)
+		head->id = s->next_stream_id++;
+	head->version += h->count;
+	ts = (int64_t)evs__get64(p + EVS__BATCH_HDR + h->stream_len + 1 + 20);
+	rc = evs__ix_put_stream(s->wix, head->id, h->stream, h->stream_len,
+				head->version, ts, is_new);
+	if (rc)
+		return rc;
+	c.ref = (evs__batch_ref){ h->first_position, h->first_version, h->count,
+				  seg, off, h->length, head->id };
+	rc = evs__ix_put_batch(s->wix, head->id, &c.ref);
+	if (rc)
+		return rc;
+	if (evs__batch_decode(h, p, index_id, &c) < 0)
+		return evs__err(EVS_ECORRUPT, "%s offset %" PRIu64 ": malformed record",
+				segpath, off);
+	return c.rc;
+}
+
+/* Cuts a torn tail at `off`: the file is shortened there and extended back
+ * (sparse) to its size, so what follows reads as zeros. */
+static int cut_tail(evs_store *s, int fd, const char *path, uint64_t off, uint64_t segsize)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size > off)
+		s->open_stats.truncated_bytes += (uint64_t)st.st_size - off;
+	if (evs__os_table.ftruncate(fd, (off_t)off) != 0 ||
+	    evs__os_table.ftruncate(fd, (off_t)segsize) != 0 ||
+	    evs__os_table.fsync(fd) != 0)
+		return evs__err_sys(errno, "cut torn tail of segment", path);
+	return 0;
+}
+
+static int recover(evs_store *s)
+{
+	uint64_t *segs = NULL;
+	size_t nsegs = 0, i, start = 0;
+	uint64_t start_off = EVS__SEG_HDR, pending = 0;
+	evs__batch_ref last;
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	bool in_tx = false;
+	int rc;
+	char path[4096];
+
+	rc = evs__seg_list(&segs, &nsegs, s->logdir, true);
+	if (rc)
+		return rc;
+	rc = load_heads(s);
+	if (rc)
+		goto out;
+	s->next_position = 1;
+	s->wfd = -1;
+
+	rc = evs__ix_last_batch(s->wix, &last);
+	if (rc == 0) {
+		/* Check the index's last batch is in the log as recorded. */
+		bool ok = false;
+		for (i = 0; i < nsegs; i++)
+			if (segs[i] == last.segment)
+				break;
+		if (i < nsegs) {
+			evs__seg_name(path, sizeof(path), s->logdir, segs[i]);
+			int fd = evs__os_table.open(path, O_RDONLY, 0);
+			evs__batch_hdr h;
+			if (fd >= 0) {
+				ok = load_batch(fd, last.offset, last.offset + last.length,
+						&buf, &cap, &h) == 0 &&
+				     h.first_position == last.position &&
+				     h.count == last.count;
+				evs__os_table.close(fd);
+			}
+		}
+		if (ok) {
+			start = i;
+			start_off = last.offset + last.length;
+			s->next_position = last.position + last.count;
+		} else if (s->opts.durability == EVS_DURABILITY_SYNC) {
+			/* The index is written only after the log's fdatasync:
+			 * a batch it records was acknowledged and must be
+			 * there.  Refuse rather than drop it. */
+			evs__seg_name(path, sizeof(path), s->logdir, last.segment);
+			rc = evs__err(EVS_ECORRUPT, "%s offset %" PRIu64 ": acknowledged batch "
+				      "at position %" PRIu64 " (%u bytes, recorded in index.db) "
+				      "is missing or damaged", path, last.offset, last.position,
+				      last.length);
+			goto out;
+		} else {
+			/* Durability none promised nothing across a power
+			 * loss: the index may have outlived the log's last
+			 * pages.  Drop what it holds from that segment on and
+			 * index it again from the log. */
+			uint64_t keep = 0;
+			for (start = 0; start < nsegs && segs[start] < last.segment; start++)
+				;
+			if (start == nsegs && nsegs > 0)
+				start = nsegs - 1;
+			if (start < nsegs)
+				keep = segs[start] - 1;
+			rc = evs__ix_begin(s->wix, true);
+			if (!rc)
+				rc = evs__ix_truncate_after(s->wix, keep);
+			if (!rc)
+				rc = evs__ix_commit(s->wix);
+			if (!rc)
+				rc = load_heads(s);
+			if (rc)
+				goto out;
+			start_off = EVS__SEG_HDR;
+			s->next_position = keep + 1;
+		}
+	} else if (rc == EVS_ENOTFOUND) {
+		if (nsegs > 0 && segs[0] != 1) {
+			rc = evs__err(EVS_ECORRUPT, "log %s: first segment starts at position %"
+				      PRIu64 ", expected 1", s->logdir, segs[0]);
+			goto out;
+		}
+	} else {
+		goto out;
+	}
+
+	for (i = 0; i < nsegs; i++) {
+		rc = evs__store_add_segment(s, segs[i]);
+		if (rc)
+			goto out;
+	}
+
+	for (i = start; i < nsegs; i++) {
+		bool is_last = i + 1 == nsegs, sealed = false;
+		uint8_t shdr[EVS__SEG_HDR];
+		uint64_t segsize, off = i == start ? start_off : EVS__SEG_HDR;
+		int fd;
+
+		evs__seg_name(path, sizeof(path), s->logdir, segs[i]);
+		fd = evs__os_table.open(path, is_last ? O_RDWR : O_RDONLY, 0);
+		if (fd < 0) {
+			rc = evs__err_sys(errno, "open segment", path);
+			goto out;
+		}
+		if (evs__os_pread_all(fd, shdr, sizeof(shdr), 0) != (ssize_t)sizeof(shdr) ||
+		    evs__seg_check_header(shdr, segs[i], &segsize) != 0 ||
+		    segsize < EVS_MIN_SEGMENT_SIZE) {
+			evs__os_table.close(fd);
+			rc = evs__err(EVS_ECORRUPT, "%s offset 0: bad segment header", path);
+			goto out;
+		}
+		if (off == EVS__SEG_HDR && segs[i] != s->next_position) {
+			evs__os_table.close(fd);
+			rc = evs__err(EVS_ECORRUPT, "%s: segment starts at position %" PRIu64
+				      ", expected %" PRIu64, path, segs[i], s->next_position);
+			goto out;
+		}
+		for (;;) {
+			evs__batch_hdr h;
+			int lr = load_batch(fd, off, segsize, &buf, &cap, &h);
+			if (lr == -2 || lr == -3) {
+				evs__os_table.close(fd);
+				rc = lr == -3 ? evs__err(EVS_ENOMEM, "out of memory in recovery")
+					      : evs__err_sys(errno, "read segment", path);
+				goto out;
+			}
+			if (lr == 0 && h.first_position != s->next_position)
+				lr = -1;
+			if (lr == 1)
+				break;
+			if (lr < 0) {
+				uint64_t found;
+				int vr = is_last ? valid_batch_after(fd, off + 1, segsize, &found) : 0;
+				if (!is_last || vr == 1) {
+					evs__os_table.close(fd);
+					rc = evs__err(EVS_ECORRUPT,
+						      "%s offset %" PRIu64 ": bad batch (expected position %"
+						      PRIu64 ")%s", path, off, s->next_position,
+						      is_last ? "; valid batches follow it, so it is not a torn tail" : "");
+					goto out;
+				}
+				if (vr < 0) {
+					evs__os_table.close(fd);
+					rc = evs__err(EVS_EIO, "%s: scanning past offset %" PRIu64 " failed",
+						      path, off);
+					goto out;
+				}
+				rc = cut_tail(s, fd, path, off, segsize);
+				if (rc) {
+					evs__os_table.close(fd);
+					goto out;
+				}
+				break;
+			}
+			s->open_stats.recovery_bytes += h.length;
+			if (h.flags & EVS__BATCH_SEAL) {
+				sealed = true;
+				off += h.length;
+				break;
+			}
+			if (!in_tx) {
+				rc = evs__ix_begin(s->wix, true);
+				if (rc) {
+					evs__os_table.close(fd);
+					goto out;
+				}
+				in_tx = true;
+			}
+			rc = index_recovered(s, &h, buf, segs[i], off, path);
+			if (rc) {
+				evs__os_table.close(fd);
+				goto out;
+			}
+			s->open_stats.recovered_batches++;
+			s->next_position += h.count;
+			off += h.length;
+			if (++pending >= 4096) {
+				rc = evs__ix_set_meta(s->wix, "indexed_to", s->next_position - 1);
+				if (!rc)
+					rc = evs__ix_commit(s->wix);
+				in_tx = false;
+				pending = 0;
+				if (rc) {
+					evs__os_table.close(fd);
+					goto out;
+				}
+			}
+		}
+		if (!is_last && !sealed) {
+			evs__os_table.close(fd);
+			rc = evs__err(EVS_ECORRUPT, "%s offset %" PRIu64
+				      ": segment ends without a seal but another follows it",
+				      path, off);
+			goto out;
+		}
+		if (is_last && !sealed) {
+			s->wfd = fd;
+			s->wseg = segs[i];
+			s->woff = off;
+		} else {
+			evs__os_table.close(fd);
+		}
+	}
+	if (!in_tx) {
+		rc = evs__ix_begin(s->wix, true);
+		if (rc)
+			goto out;
+		in_tx = true;
+	}
+	/* Whatever the index holds past the log's end goes (a log cut by hand,
+	 * or a torn tail the index never saw cannot be, but be exact). */
+	rc = evs__ix_truncate_after(s->wix, s->next_position - 1);
+	if (!rc)
+		rc = evs__ix_commit(s->wix);
+	in_tx = false;
+	if (!rc && s->open_stats.recovered_batches)
+		rc = load_heads(s);
+out:
+	if (in_tx)
+		evs__ix_rollback(s->wix);
+	if (rc && s->wfd >= 0) {
+		evs__os_table.close(s->wfd);
+		s->wfd = -1;
+	}
+	evs__free(buf);
+	evs__free(segs);
+	atomic_store(&s->visible, s->next_position - 1);
+	return rc;
+}
+
+/* ---- open and close ---- */
+
+static int is_empty_dir(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	int empty = 1;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			empty = 0;
+			break;
+		}
+	}
+	closedir(d);
+	return empty;
+}
+
+static int create_layout(evs_store *s, const char *lockpath)
+{
+	int fd;
+
+	if (evs__os_table.mkdir(s->logdir, 0755) != 0 && errno != EEXIST)
+		return evs__err_sys(errno, "create", s->logdir);
+	fd = evs__os_table.open(lockpath, O_RDWR | O_CREAT, 0644);
+	if (fd < 0)
+		return evs__err_sys(errno, "create", lockpath);
+	evs__os_table.close(fd);
+	if (evs__os_fsync_dir(s->dir) != 0)
+		return evs__err_sys(errno, "fsync", s->dir);
+	return 0;
+}
+
+int evs_open(evs_store **out, const char *dir, const evs_options *opts)
+{
+	evs_options defaults = EVS_OPTIONS_INIT;
+	evs_store *s;
+	char lockpath[4096], ixpath[4096];
+	struct stat st;
+	int rc;
+
+	evs__err_clear();
+	if (!out || !dir || !*dir)
+		return evs__err(EVS_EINVAL, "evs_open: no directory given");
+	*out = NULL;
+	if (!opts)
+		opts = &defaults;
+	if (opts->version != EVS_OPTIONS_VERSION)
+		return evs__err(EVS_EINVAL, "evs_open: options version %d, expected %d",
+				opts->version, EVS_OPTIONS_VERSION);
+	if (opts->segment_size < EVS_MIN_SEGMENT_SIZE || opts->segment_size > (1ull << 40))
+		return evs__err(EVS_EINVAL, "evs_open: segment size %" PRIu64
+				" out of range [%u, 2^40]", opts->segment_size,
+				EVS_MIN_SEGMENT_SIZE);
+	if (opts->max_event_size == 0)
+		return evs__err(EVS_EINVAL, "evs_open: max event size is 0");
+	if (opts->durability != EVS_DURABILITY_SYNC && opts->durability != EVS_DURABILITY_NONE)
+		return evs__err(EVS_EINVAL, "evs_open: unknown durability %d", (int)opts->durability);
+	if (strlen(dir) > 3000)
+		return evs__err(EVS_EINVAL, "evs_open: directory path too long");
+
+	s = evs__calloc(1, sizeof(*s));
+	if (!s)
+		return evs__err(EVS_ENOMEM, "out of memory opening %s", dir);
+	s->opts = *opts;
+	s->read_only = opts->read_only != 0;
+	s->lock_fd = -1;
+	s->wfd = -1;
+	s->next_stream_id = 1;
+	pthread_mutex_init(&s->wmu, NULL);
+	pthread_mutex_init(&s->seg_mu, NULL);
+	pthread_mutex_init(&s->pool_mu, NULL);
+	s->dir = evs__strdup(dir);
+	s->logdir = evs__malloc(strlen(dir) + 5);
+	if (!s->dir || !s->logdir) {
+		evs_close(s);
+		return evs__err(EVS_ENOMEM, "out of memory opening %s", dir);
+	}
+	sprintf(s->logdir, "%s/log", dir);
+	snprintf(lockpath, sizeof(lockpath), "%s/LOCK", dir);
+	snprintf(ixpath, sizeof(ixpath), "%s/index.db", dir);
+
+	if (stat(dir, &st) != 0) {
+		if (errno != ENOENT || !opts->create || s->read_only) {
+			rc = errno == ENOENT ? evs__err(EVS_ENOTFOUND, "no store at %s", dir)
+					     : evs__err_sys(errno, "open store", dir);
+			goto fail;
+		}
+		if (evs__os_table.mkdir(dir, 0755) != 0) {
+			rc = evs__err_sys(errno, "create store directory", dir);
+			goto fail;
+		}
+		if ((rc = create_layout(s, lockpath)) != 0)
+			goto fail;
+	} else if (!S_ISDIR(st.st_mode)) {
+		rc = evs__err(EVS_EINVAL, "%s is not a directory", dir);
+		goto fail;
+	} else if (stat(s->logdir, &st) != 0 || !S_ISDIR(st.st_mode) ||
+		   access(lockpath, F_OK) != 0) {
+		if (!opts->create || s->read_only || !is_empty_dir(dir)) {
+			rc = evs__err(opts->create && !s->read_only ? EVS_EINVAL :
+				      is_empty_dir(dir) ? EVS_ENOTFOUND : EVS_EINVAL,
+				      "%s is not an evstore store (no log/ directory or LOCK file)%s",
+				      dir, is_empty_dir(dir) ? "" : " and is not empty");
+			goto fail;
+		}
+		if ((rc = create_layout(s, lockpath)) != 0)
+			goto fail;
+	}
+
+	if (!s->read_only) {
+		s->lock_fd = open(lockpath, O_RDWR | O_CLOEXEC);
+		if (s->lock_fd < 0) {
+			rc = evs__err_sys(errno, "open", lockpath);
+			goto fail;
+		}
+		/* flock locks belong to the open file description, so a
+		 * second open in this same process is refused too. */
+		if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+			rc = errno == EWOULDBLOCK ?
+			     evs__err(EVS_ELOCKED, "store %s is locked by another writer", dir) :
+			     evs__err_sys(errno, "lock", lockpath);
+			goto fail;
+		}
+		rc = evs__ix_open(&s->wix, ixpath, false);
+		if (rc)
+			goto fail;
+		rc = recover(s);
+		if (rc)
+			goto fail;
+	} else if (access(ixpath, R_OK) != 0) {
+		rc = evs__err(EVS_ENOTFOUND, "store %s has no index.db yet; open it for "
+			      "writing once to build it", dir);
+		goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	evs_close(s);
+	return rc;
+}
+
+void evs_close(evs_store *s)
+{
+	if (!s)
+		return;
+	evs__writer_fini(s);
+	if (s->wfd >= 0)
+		evs__os_table.close(s->wfd);
+	/* Readers first: the last connection to close checkpoints the WAL
+	 * into index.db, and only the writer's can. */
+	for (size_t i = 0; i < s->npool; i++)
+		evs__ix_close(s->pool[i]);
+	evs__free(s->pool);
+	evs__ix_close(s->wix);
+	for (size_t i = 0; i < s->nsegs; i++)
+		if (s->segs[i].fd >= 0)
+			evs__os_table.close(s->segs[i].fd);
+	evs__free(s->segs);
+	evs__map_free(&s->heads);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd); /* releases the flock */
+	pthread_mutex_destroy(&s->wmu);
+	pthread_mutex_destroy(&s->seg_mu);
+	pthread_mutex_destroy(&s->pool_mu);
+	evs__free(s->zeros);
+	evs__free(s->dir);
+	evs__free(s->logdir);
+	evs__free(s);
+}
+
+/* ---- stats ---- */
+
+int evs_stats_get(evs_stats *out, evs_store *s)
+{
+	evs__ix *ix;
+	uint64_t *segs = NULL;
+	size_t nsegs = 0;
+	int rc;
+
+	evs__err_clear();
+	if (!out || !s)
+		return evs__err(EVS_EINVAL, "evs_stats_get: NULL argument");
+	*out = s->open_stats;
+	ix = evs__store_ix_get(s);
+	if (!ix)
+		return EVS_EIO;
+	rc = evs__ix_begin(ix, false);
+	if (!rc)
+		rc = evs__store_head(s, ix, &out->head_position);
+	if (!rc)
+		rc = evs__ix_counts(ix, &out->streams, &out->batches, &out->log_bytes);
+	evs__store_ix_put(s, ix);
+	if (rc)
+		return rc;
+	rc = evs__seg_list(&segs, &nsegs, s->logdir, false);
+	evs__free(segs);
+	out->segments = nsegs;
+	return rc;
+}

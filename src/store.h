@@ -1,0 +1,170 @@
+/*
+ * store.h: the store handle and the interfaces between the store's parts:
+ * segments (segment.c), the SQLite index (index.c), the writer (writer.c)
+ * and the readers (read.c).  Private to the library.
+ *
+ * Locking:
+ *   wmu       the append queue; the leader (head of the queue) alone owns
+ *             the write state: active segment, next position, stream
+ *             heads, the index's write connection.
+ *   seg_mu    the segment table (readers look up file descriptors while the
+ *             leader adds segments).
+ *   pool_mu   the pool of read connections to the index.
+ * `visible` is the last position indexed and acknowledged; readers in this
+ * process never look past it.
+ */
+#ifndef EVS_STORE_H
+#define EVS_STORE_H
+
+#include "internal.h"
+
+#define EVS__SEG_HDR 64u
+#define EVS__SEG_MAGIC "EVSSEG\0\1"
+
+/* ---- index.c ---- */
+
+typedef struct evs__ix evs__ix;
+
+typedef struct evs__batch_ref {
+	uint64_t position;
+	uint64_t first_version;
+	uint32_t count;
+	uint64_t segment;
+	uint64_t offset;
+	uint32_t length;
+	int64_t stream_id;
+} evs__batch_ref;
+
+int evs__ix_open(evs__ix **out, const char *path, bool read_only);
+void evs__ix_close(evs__ix *ix);
+int evs__ix_begin(evs__ix *ix, bool write);
+int evs__ix_commit(evs__ix *ix);
+void evs__ix_rollback(evs__ix *ix);
+int evs__ix_get_meta(evs__ix *ix, const char *key, uint64_t *out);
+int evs__ix_set_meta(evs__ix *ix, const char *key, uint64_t value);
+int evs__ix_put_stream(evs__ix *ix, int64_t id, const char *name, size_t len,
+		       uint64_t last_version, int64_t created_us, bool is_new);
+int evs__ix_put_batch(evs__ix *ix, int64_t stream_id, const evs__batch_ref *b);
+int evs__ix_put_id(evs__ix *ix, const uint8_t id[16], uint64_t position);
+/* 0 and *pos when found, EVS_ENOTFOUND when not. */
+int evs__ix_find_id(evs__ix *ix, const uint8_t id[16], uint64_t *pos);
+/* The batch with the highest position; EVS_ENOTFOUND when empty. */
+int evs__ix_last_batch(evs__ix *ix, evs__batch_ref *out);
+/* The batch holding `position`; EVS_ENOTFOUND when none. */
+int evs__ix_batch_at(evs__ix *ix, uint64_t position, evs__batch_ref *out);
+/* Drops every batch and id past `position` and fixes the streams' last
+ * versions to match. */
+int evs__ix_truncate_after(evs__ix *ix, uint64_t position);
+typedef int (*evs__ix_stream_cb)(int64_t id, const char *name, size_t len,
+				 uint64_t last_version, void *ctx);
+int evs__ix_each_stream(evs__ix *ix, evs__ix_stream_cb cb, void *ctx);
+/* Stream lookup: 0 with id and last version, or EVS_ENOTFOUND. */
+int evs__ix_stream(evs__ix *ix, const char *name, int64_t *id,
+		   uint64_t *last_version, int64_t *created_us);
+/* Batches of a stream covering versions from `from` on (forward) or up to
+ * `from` (backward), in that order. */
+typedef int (*evs__ix_batch_cb)(const evs__batch_ref *b, void *ctx);
+int evs__ix_stream_batches(evs__ix *ix, int64_t stream_id, uint64_t from,
+			   evs_direction dir, evs__ix_batch_cb cb, void *ctx);
+int evs__ix_list_streams(evs__ix *ix, const char *after, uint64_t limit,
+			 evs_name_cb cb, void *ctx);
+int evs__ix_list_categories(evs__ix *ix, evs_name_cb cb, void *ctx);
+int evs__ix_counts(evs__ix *ix, uint64_t *streams, uint64_t *batches,
+		   uint64_t *log_bytes);
+int evs__ix_stream_ends(evs__ix *ix, int64_t stream_id, uint64_t *first, uint64_t *last);
+int evs__ix_each_batch(evs__ix *ix, evs__ix_batch_cb cb, void *ctx);
+
+/* ---- segment.c ---- */
+
+typedef struct evs__seg {
+	uint64_t first;  /* first position; the file's name */
+	int fd;          /* read-only descriptor, -1 until first needed */
+} evs__seg;
+
+void evs__seg_name(char *out, size_t size, const char *logdir, uint64_t first);
+/* Creates log/<first>.seg durably: temp file, header, zero-filled to its
+ * full size, fsync, rename, fsync of the directory.  Returns an O_RDWR
+ * descriptor in *fd_out. */
+int evs__seg_create(int *fd_out, const char *logdir, uint64_t first,
+		    uint64_t size);
+/* Checks the 64-byte header of a segment read into hdr. */
+int evs__seg_check_header(const uint8_t *hdr, uint64_t first, uint64_t *size_out);
+/* Sorted list of segment first positions in logdir; removes stale temp
+ * files when `cleanup`. */
+int evs__seg_list(uint64_t **out, size_t *n, const char *logdir, bool cleanup);
+
+/* ---- the store ---- */
+
+typedef struct evs__head {
+	char *name;
+	uint32_t hash;
+	uint32_t len;
+	int64_t id;
+	uint64_t version;
+	uint64_t aux;           /* for verify */
+} evs__head;
+
+/* Stream name -> head: open addressing, grows at 70% load. */
+typedef struct evs__map {
+	evs__head *slots;
+	size_t cap, n;
+} evs__map;
+
+evs__head *evs__map_find(evs__map *m, const char *name, size_t len, bool create);
+void evs__map_free(evs__map *m);
+
+typedef struct evs__req evs__req;
+
+struct evs_store {
+	char *dir;
+	char *logdir;
+	evs_options opts;
+	bool read_only;
+	int lock_fd;
+
+	/* write state: owned by the leader */
+	int wfd;               /* active segment, O_RDWR, -1 if none/sealed */
+	uint64_t wseg;         /* its first position */
+	uint64_t woff;         /* next write offset in it */
+	uint64_t next_position;
+	int64_t next_stream_id;
+	evs__ix *wix;
+	evs__map heads;
+	uint8_t *zeros;        /* for cutting back failed writes */
+
+	pthread_mutex_t wmu;
+	evs__req *qhead, *qtail;
+	atomic_int failed;     /* 0, or the error that failed the store */
+
+	_Atomic uint64_t visible;
+
+	pthread_mutex_t seg_mu;
+	evs__seg *segs;
+	size_t nsegs, capsegs;
+
+	pthread_mutex_t pool_mu;
+	evs__ix **pool;
+	size_t npool, cappool;
+
+	evs_stats open_stats;  /* recovery figures */
+};
+
+/* store.c */
+int evs__store_add_segment(evs_store *s, uint64_t first);
+/* A read-only descriptor for the segment whose first position is `first`
+ * (opened on first use and kept until close). */
+int evs__store_seg_fd(evs_store *s, uint64_t first, int *fd_out);
+evs__ix *evs__store_ix_get(evs_store *s);
+void evs__store_ix_put(evs_store *s, evs__ix *ix);
+/* Last acknowledged position this reader may see. */
+int evs__store_head(evs_store *s, evs__ix *ix, uint64_t *out);
+
+/* read.c */
+/* Reads and checks the batch `b` into *buf (grown as needed). */
+int evs__read_batch(evs_store *s, const evs__batch_ref *b, uint8_t **buf,
+		    size_t *cap, evs__batch_hdr *h);
+
+/* writer.c */
+void evs__writer_fini(evs_store *s);
+
+#endif

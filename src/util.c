@@ -1,0 +1,216 @@
+/*
+ * util.c: memory, clocks, UUIDs, names.  The allocation functions are the
+ * one place the library allocates through, so an allocator hook or an
+ * out-of-memory test has a single point to hold.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "internal.h"
+#include "jsoncheck.h"
+
+void *evs__malloc(size_t n)
+{
+	return malloc(n ? n : 1);
+}
+
+void *evs__calloc(size_t n, size_t size)
+{
+	return calloc(n ? n : 1, size ? size : 1);
+}
+
+void *evs__realloc(void *p, size_t n)
+{
+	return realloc(p, n ? n : 1);
+}
+
+char *evs__strdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *d = evs__malloc(n);
+
+	if (d)
+		memcpy(d, s, n);
+	return d;
+}
+
+void evs__free(void *p)
+{
+	free(p);
+}
+
+void evs_free(void *p)
+{
+	evs__free(p);
+}
+
+const char *evs_version(void)
+{
+	return EVS_VERSION_STRING;
+}
+
+int64_t evs__now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+uint64_t evs__monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Random bits for UUIDs: getrandom once per thread for a seed, then a
+ * xorshift generator, so the append path makes no system call per id.
+ * Uniqueness comes from 74 random bits per millisecond, not from secrecy.
+ */
+static uint64_t rand64(void)
+{
+	static _Thread_local uint64_t s[2];
+
+	if (s[0] == 0 && s[1] == 0) {
+		if (getrandom(s, sizeof(s), 0) != (ssize_t)sizeof(s)) {
+			s[0] = (uint64_t)evs__monotonic_ns() ^ (uint64_t)(uintptr_t)&s;
+			s[1] = (uint64_t)evs__now_us() * 0x9E3779B97F4A7C15ull;
+		}
+		s[0] |= 1;
+	}
+	/* xorshift128+ */
+	uint64_t x = s[0], y = s[1];
+	s[0] = y;
+	x ^= x << 23;
+	s[1] = x ^ y ^ (x >> 17) ^ (y >> 26);
+	return s[1] + y;
+}
+
+void evs__uuid_v7(uint8_t out[16])
+{
+	uint64_t ms = (uint64_t)(evs__now_us() / 1000);
+	uint64_t r1 = rand64(), r2 = rand64();
+
+	for (int i = 0; i < 6; i++)
+		out[i] = (uint8_t)(ms >> (40 - 8 * i));
+	out[6] = (uint8_t)(0x70 | ((r1 >> 8) & 0x0f));
+	out[7] = (uint8_t)r1;
+	out[8] = (uint8_t)(0x80 | ((r1 >> 16) & 0x3f));
+	for (int i = 9; i < 16; i++)
+		out[i] = (uint8_t)(r2 >> (8 * (i - 9)));
+}
+
+void evs_uuid_format(char out[37], const uint8_t id[16])
+{
+	static const char hex[] = "0123456789abcdef";
+	int j = 0;
+
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[j++] = '-';
+		out[j++] = hex[id[i] >> 4];
+		out[j++] = hex[id[i] & 15];
+	}
+	out[j] = '\0';
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int evs_uuid_parse(uint8_t out[16], const char *text)
+{
+	uint8_t id[16];
+	int j = 0;
+
+	if (!text || strlen(text) != 36)
+		return evs__err(EVS_EINVAL, "invalid UUID '%.64s': expected 8-4-4-4-12 hex digits",
+				text ? text : "(null)");
+	for (int i = 0; i < 36;) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (text[i] != '-')
+				return evs__err(EVS_EINVAL, "invalid UUID '%s': expected '-' at %d", text, i);
+			i++;
+			continue;
+		}
+		int hi = hexval(text[i]), lo = hexval(text[i + 1]);
+		if (hi < 0 || lo < 0)
+			return evs__err(EVS_EINVAL, "invalid UUID '%s': not a hex digit at %d", text,
+					hi < 0 ? i : i + 1);
+		id[j++] = (uint8_t)(hi << 4 | lo);
+		i += 2;
+	}
+	memcpy(out, id, 16);
+	return 0;
+}
+
+size_t evs_category(char *out, size_t size, const char *stream)
+{
+	const char *dash = strchr(stream, '-');
+	size_t n = dash ? (size_t)(dash - stream) : strlen(stream);
+
+	if (size) {
+		size_t c = n < size - 1 ? n : size - 1;
+		memcpy(out, stream, c);
+		out[c] = '\0';
+	}
+	return n;
+}
+
+int evs__check_stream_name(const char *stream, size_t *len_out)
+{
+	size_t n;
+
+	if (!stream || !*stream)
+		return evs__err(EVS_EINVAL, "invalid stream name: empty");
+	n = strnlen(stream, EVS_MAX_STREAM_LEN + 1);
+	if (n > EVS_MAX_STREAM_LEN)
+		return evs__err(EVS_EINVAL, "invalid stream name '%.40s...': longer than %d bytes",
+				stream, EVS_MAX_STREAM_LEN);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)stream[i];
+		if (c < 0x20 || c == 0x7f)
+			return evs__err(EVS_EINVAL,
+					"invalid stream name: control character 0x%02x at byte %zu",
+					c, i);
+	}
+	if (evs__utf8_check(stream, n) != 0)
+		return evs__err(EVS_EINVAL, "invalid stream name: not valid UTF-8");
+	*len_out = n;
+	return 0;
+}
+
+int evs__check_type_name(const char *type, size_t *len_out)
+{
+	size_t n;
+
+	if (!type || !*type)
+		return evs__err(EVS_EINVAL, "invalid event type: empty");
+	n = strnlen(type, EVS_MAX_TYPE_LEN + 1);
+	if (n > EVS_MAX_TYPE_LEN)
+		return evs__err(EVS_EINVAL, "invalid event type '%.40s...': longer than %d bytes",
+				type, EVS_MAX_TYPE_LEN);
+	for (size_t i = 0; i < n; i++) {
+		char c = type[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '_' || c == '.' || c == ':' || c == '-'))
+			return evs__err(EVS_EINVAL,
+					"invalid event type '%.255s': character %zu is not one of [A-Za-z0-9_.:-]",
+					type, i);
+	}
+	*len_out = n;
+	return 0;
+}

@@ -1,0 +1,479 @@
+/*
+ * test_recovery.c: what open does with a damaged or lagging store.
+ *
+ *  - a torn last batch (the file cut at every byte offset of it, or its
+ *    tail overwritten) is cut off and the acknowledged prefix survives,
+ *    nothing else; appending then goes on at the right position;
+ *  - one flipped bit in an older batch: reads and verify report it by
+ *    segment and offset, and an open that has to scan it fails naming it;
+ *  - index.db deleted: rebuilt from the log with identical answers;
+ *  - an acknowledged (indexed) batch damaged under durability sync: open
+ *    refuses instead of dropping it.
+ */
+#include <check.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store.h"
+#include "testutil.h"
+
+static char *dir;
+
+static void setup(void)
+{
+	dir = tu_mkdtemp();
+}
+
+static void teardown(void)
+{
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static char *path_in(const char *d, const char *name)
+{
+	char *p;
+
+	ck_assert_int_ge(asprintf(&p, "%s/%s", d, name), 0);
+	return p;
+}
+
+/* Copies a closed store (log/, index.db, LOCK) to `to`. */
+static void copy_store(const char *from, const char *to, bool with_index)
+{
+	char *lf = path_in(from, "log"), *lt = path_in(to, "log");
+	size_t n = tu_segment_count(from);
+
+	mkdir(to, 0755);
+	mkdir(lt, 0755);
+	for (size_t i = 0; i < n; i++) {
+		char *src = tu_segment_path(from, i), *dst;
+		size_t size;
+		char *buf = tu_read_file(src, &size);
+		ck_assert_ptr_nonnull(buf);
+		ck_assert_int_ge(asprintf(&dst, "%s/%s", lt, strrchr(src, '/') + 1), 0);
+		ck_assert_int_eq(tu_write_file(dst, buf, size), 0);
+		free(buf);
+		free(src);
+		free(dst);
+	}
+	char *lock = path_in(to, "LOCK");
+	ck_assert_int_eq(tu_write_file(lock, "", 0), 0);
+	free(lock);
+	if (with_index) {
+		char *src = path_in(from, "index.db"), *dst = path_in(to, "index.db");
+		size_t size;
+		char *buf = tu_read_file(src, &size);
+		ck_assert_ptr_nonnull(buf);
+		ck_assert_int_eq(tu_write_file(dst, buf, size), 0);
+		free(buf);
+		free(src);
+		free(dst);
+	}
+	free(lf);
+	free(lt);
+}
+
+static void append1(evs_store *s, const char *stream, const char *type, const char *data,
+		    evs_append_result *res)
+{
+	evs_new_event ev = { type, data, NULL, NULL, 0 };
+
+	ck_assert_int_eq(evs_append(s, stream, EVS_EXPECT_ANY, &ev, 1, res), 0);
+}
+
+/* Appends `n` events as one batch to `stream`. */
+static void append_n(evs_store *s, const char *stream, int n, int tag)
+{
+	evs_new_event ev[16];
+	char data[16][64];
+
+	ck_assert_int_le(n, 16);
+	for (int i = 0; i < n; i++) {
+		snprintf(data[i], sizeof(data[i]), "{\"tag\":%d,\"i\":%d}", tag, i);
+		ev[i] = (evs_new_event){ "Tick", data[i], "{\"m\":true}", NULL, 0 };
+	}
+	ck_assert_int_eq(evs_append(s, stream, EVS_EXPECT_ANY, ev, (size_t)n, NULL), 0);
+}
+
+/* The last batch of a closed store, from its index. */
+static evs__batch_ref last_batch(const char *d)
+{
+	char *p = path_in(d, "index.db");
+	evs__ix *ix;
+	evs__batch_ref b;
+
+	/* read-write, so that closing it checkpoints and removes the WAL */
+	ck_assert_int_eq(evs__ix_open(&ix, p, false), 0);
+	ck_assert_int_eq(evs__ix_last_batch(ix, &b), 0);
+	evs__ix_close(ix);
+	free(p);
+	return b;
+}
+
+static int count_cb(const evs_event *ev, void *ctx)
+{
+	(void)ev;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+/*
+ * A base store: three streams, several batches; `prefix` is the dump
+ * before the last batch, `full` after it.  The index copy in `dir/old` is
+ * from before the last batch, as after a crash between the log's sync and
+ * the index's commit.
+ */
+static void make_base(const char *base, char **prefix, char **full, evs__batch_ref *lastb)
+{
+	evs_store *s = tu_open(base, 16384, 0);
+	char *old = path_in(dir, "old-index");
+
+	ck_assert_ptr_nonnull(s);
+	for (int i = 0; i < 6; i++)
+		append_n(s, i % 2 ? "order-1" : "order-2", 1 + i % 4, i);
+	*prefix = tu_dump(s);
+	evs_close(s);
+	copy_store(base, old, true);
+	s = tu_open(base, 16384, 0);
+	append_n(s, "order-3", 5, 99);
+	*full = tu_dump(s);
+	evs_close(s);
+	*lastb = last_batch(base);
+	/* base's index.db goes back to the one before the last batch */
+	char *src = path_in(old, "index.db"), *dst = path_in(base, "index.db");
+	char *wal = path_in(base, "index.db-wal"), *shm = path_in(base, "index.db-shm");
+	ck_assert_int_eq(access(wal, F_OK), -1); /* closed cleanly: checkpointed */
+	unlink(shm);
+	free(wal);
+	free(shm);
+	size_t size;
+	char *buf = tu_read_file(src, &size);
+	ck_assert_int_eq(tu_write_file(dst, buf, size), 0);
+	free(buf);
+	free(src);
+	free(dst);
+	tu_rmdir(old);
+	free(old);
+}
+
+START_TEST(test_truncate_every_offset)
+{
+	char *base = path_in(dir, "base"), *prefix, *full;
+	evs__batch_ref lb;
+	int durability = _i; /* 0: none, 1: sync */
+
+	make_base(base, &prefix, &full, &lb);
+	ck_assert_str_ne(prefix, full);
+	for (uint32_t cut = 0; cut < lb.length; cut++) {
+		char *d = path_in(dir, "t");
+		copy_store(base, d, true);
+		char *seg = tu_segment_path(d, 0);
+		ck_assert_int_eq(truncate(seg, (off_t)(lb.offset + cut)), 0);
+
+		evs_store *s = tu_open(d, 16384, durability);
+		ck_assert_msg(s != NULL, "cut at +%u: open failed: %s", cut, evs_errmsg());
+		char *got = tu_dump(s);
+		ck_assert_str_eq(got, prefix);
+		free(got);
+		evs_stats st;
+		ck_assert_int_eq(evs_stats_get(&st, s), 0);
+		ck_assert_uint_eq(st.head_position, lb.position - 1);
+		ck_assert_uint_eq(st.truncated_bytes, cut);
+		/* appending goes on right where the log ended */
+		evs_append_result r;
+		append1(s, "order-3", "After", "{}", &r);
+		ck_assert_uint_eq(r.first_position, lb.position);
+		ck_assert_uint_eq(r.first_version, 1);
+		ck_assert_int_eq(evs_verify(s, NULL, NULL, NULL), 0);
+		evs_close(s);
+		/* and it holds across another reopen */
+		s = tu_open(d, 16384, durability);
+		ck_assert_ptr_nonnull(s);
+		int n = 0;
+		ck_assert_int_eq(evs_read_all(s, 1, 0, NULL, count_cb, &n), 0);
+		ck_assert_int_eq(n, (int)lb.position);
+		evs_close(s);
+		free(seg);
+		tu_rmdir(d);
+		free(d);
+	}
+	free(prefix);
+	free(full);
+	free(base);
+}
+END_TEST
+
+/* The torn tail is garbage rather than missing: a half-written page. */
+START_TEST(test_garbage_tail)
+{
+	char *base = path_in(dir, "base"), *prefix, *full;
+	evs__batch_ref lb;
+
+	make_base(base, &prefix, &full, &lb);
+	for (uint32_t keep = 0; keep < lb.length; keep += 7) {
+		char *d = path_in(dir, "t");
+		copy_store(base, d, true);
+		char *seg = tu_segment_path(d, 0);
+		int fd = open(seg, O_WRONLY);
+		ck_assert_int_ge(fd, 0);
+		uint8_t junk[512];
+		for (size_t i = 0; i < sizeof(junk); i++)
+			junk[i] = (uint8_t)(i * 37 + keep);
+		ck_assert_int_eq(pwrite(fd, junk, sizeof(junk), (off_t)(lb.offset + keep)),
+				 (ssize_t)sizeof(junk));
+		close(fd);
+		evs_store *s = tu_open(d, 16384, 0);
+		ck_assert_msg(s != NULL, "garbage at +%u: %s", keep, evs_errmsg());
+		char *got = tu_dump(s);
+		ck_assert_str_eq(got, prefix);
+		free(got);
+		ck_assert_int_eq(evs_verify(s, NULL, NULL, NULL), 0);
+		evs_close(s);
+		free(seg);
+		tu_rmdir(d);
+		free(d);
+	}
+	free(prefix);
+	free(full);
+	free(base);
+}
+END_TEST
+
+/* The whole last batch is intact but unindexed: recovery indexes it. */
+START_TEST(test_unindexed_tail_is_indexed)
+{
+	char *base = path_in(dir, "base"), *prefix, *full;
+	evs__batch_ref lb;
+
+	make_base(base, &prefix, &full, &lb);
+	evs_store *s = tu_open(base, 16384, 1);
+	ck_assert_ptr_nonnull(s);
+	char *got = tu_dump(s);
+	ck_assert_str_eq(got, full);
+	evs_stats st;
+	ck_assert_int_eq(evs_stats_get(&st, s), 0);
+	ck_assert_uint_eq(st.recovered_batches, 1);
+	ck_assert_uint_eq(st.truncated_bytes, 0);
+	evs_stream_info info;
+	ck_assert_int_eq(evs_stream_info_get(&info, s, "order-3"), 0);
+	ck_assert_int_eq(info.exists, 1);
+	ck_assert_uint_eq(info.last_version, 5);
+	ck_assert_uint_eq(info.first_position, lb.position);
+	free(got);
+	evs_close(s);
+	free(prefix);
+	free(full);
+	free(base);
+}
+END_TEST
+
+/* An acknowledged batch cut under durability sync: open refuses. */
+START_TEST(test_indexed_batch_damaged_sync)
+{
+	evs_store *s = tu_open(dir, 16384, 1);
+	evs__batch_ref lb;
+
+	append_n(s, "order-1", 3, 1);
+	append_n(s, "order-1", 3, 2);
+	evs_close(s);
+	lb = last_batch(dir);
+	char *seg = tu_segment_path(dir, 0);
+	ck_assert_int_eq(truncate(seg, (off_t)(lb.offset + lb.length - 1)), 0);
+	evs_options o = EVS_OPTIONS_INIT;
+	o.segment_size = 16384;
+	ck_assert_int_eq(evs_open(&s, dir, &o), EVS_ECORRUPT);
+	ck_assert_ptr_null(s);
+	char want[4200];
+	snprintf(want, sizeof(want), "%s offset %llu: acknowledged batch at position 4",
+		 seg, (unsigned long long)lb.offset);
+	ck_assert_msg(strstr(evs_errmsg(), want), "message: %s", evs_errmsg());
+	/* durability none promised nothing: the batch is dropped */
+	o.durability = EVS_DURABILITY_NONE;
+	ck_assert_int_eq(evs_open(&s, dir, &o), 0);
+	int n = 0;
+	ck_assert_int_eq(evs_read_all(s, 1, 0, NULL, count_cb, &n), 0);
+	ck_assert_int_eq(n, 3);
+	evs_close(s);
+	free(seg);
+}
+END_TEST
+
+static void report_cb(const char *problem, void *ctx)
+{
+	char **last = ctx;
+
+	free(*last);
+	*last = strdup(problem);
+}
+
+START_TEST(test_bitflip_older_batch)
+{
+	evs_store *s = tu_open(dir, 16384, 0);
+	evs__batch_ref b2;
+	char *ixp = path_in(dir, "index.db");
+
+	for (int i = 0; i < 5; i++)
+		append_n(s, i == 1 ? "order-7" : "order-8", 3, i);
+	evs_close(s);
+	/* batch 2 is at position 4 */
+	{
+		evs__ix *ix;
+		ck_assert_int_eq(evs__ix_open(&ix, ixp, false), 0);
+		ck_assert_int_eq(evs__ix_batch_at(ix, 4, &b2), 0);
+		evs__ix_close(ix);
+	}
+	ck_assert_uint_eq(b2.position, 4);
+	char *seg = tu_segment_path(dir, 0);
+	int fd = open(seg, O_RDWR);
+	uint8_t byte;
+	off_t at = (off_t)(b2.offset + b2.length - 5); /* inside the data JSON */
+	ck_assert_int_eq(pread(fd, &byte, 1, at), 1);
+	byte ^= 0x10;
+	ck_assert_int_eq(pwrite(fd, &byte, 1, at), 1);
+	close(fd);
+
+	char want[4200];
+	snprintf(want, sizeof(want), "%s offset %llu", seg, (unsigned long long)b2.offset);
+
+	/* Index intact: open does not rescan, but nothing serves the bad batch. */
+	s = tu_open(dir, 16384, 0);
+	ck_assert_ptr_nonnull(s);
+	int n = 0;
+	ck_assert_int_eq(evs_read_stream(s, "order-7", 1, EVS_FORWARD, 0, count_cb, &n),
+			 EVS_ECORRUPT);
+	ck_assert_int_eq(n, 0);
+	ck_assert_msg(strstr(evs_errmsg(), want), "message: %s", evs_errmsg());
+	n = 0;
+	ck_assert_int_eq(evs_read_all(s, 1, 0, NULL, count_cb, &n), EVS_ECORRUPT);
+	ck_assert_int_eq(n, 3);
+	ck_assert_msg(strstr(evs_errmsg(), want), "message: %s", evs_errmsg());
+	n = 0;
+	ck_assert_int_eq(evs_read_stream(s, "order-8", 1, EVS_FORWARD, 0, count_cb, &n), 0);
+	ck_assert_int_eq(n, 12);
+	char *problem = NULL;
+	ck_assert_int_eq(evs_verify(s, report_cb, NULL, &problem), EVS_ECORRUPT);
+	ck_assert_ptr_nonnull(problem);
+	ck_assert_msg(strstr(problem, want), "problem: %s", problem);
+	free(problem);
+	evs_close(s);
+
+	/* Index gone: the open that scans the log must fail, naming the place. */
+	ck_assert_int_eq(unlink(ixp), 0);
+	evs_options o = EVS_OPTIONS_INIT;
+	o.segment_size = 16384;
+	ck_assert_int_eq(evs_open(&s, dir, &o), EVS_ECORRUPT);
+	ck_assert_msg(strstr(evs_errmsg(), want), "message: %s", evs_errmsg());
+	/* the log was not touched by the failed open */
+	ck_assert_int_eq(evs_open(&s, dir, &o), EVS_ECORRUPT);
+	free(seg);
+	free(ixp);
+}
+END_TEST
+
+START_TEST(test_index_deleted_rebuilt)
+{
+	evs_store *s = tu_open(dir, 4096, 0);
+	char *ixp = path_in(dir, "index.db");
+
+	for (int i = 0; i < 60; i++)
+		append_n(s, i % 3 == 0 ? "cart-1" : i % 3 == 1 ? "order-1" : "order-2",
+			 1 + i % 5, i);
+	char *before = tu_dump(s);
+	evs_stream_info a, b;
+	ck_assert_int_eq(evs_stream_info_get(&a, s, "order-2"), 0);
+	evs_close(s);
+	ck_assert_uint_gt(tu_segment_count(dir), 3);
+	ck_assert_int_eq(unlink(ixp), 0);
+
+	s = tu_open(dir, 4096, 0);
+	ck_assert_ptr_nonnull(s);
+	char *after = tu_dump(s);
+	ck_assert_str_eq(after, before);
+	ck_assert_int_eq(evs_stream_info_get(&b, s, "order-2"), 0);
+	ck_assert_int_eq(memcmp(&a, &b, sizeof(a)), 0);
+	evs_stats st;
+	ck_assert_int_eq(evs_stats_get(&st, s), 0);
+	ck_assert_uint_eq(st.recovered_batches, 60);
+	ck_assert_int_eq(evs_verify(s, NULL, NULL, NULL), 0);
+	evs_close(s);
+	free(before);
+	free(after);
+	free(ixp);
+}
+END_TEST
+
+/* A clean reopen reads one batch header, not the log. */
+START_TEST(test_clean_reopen_scans_nothing)
+{
+	evs_store *s = tu_open(dir, 0, 0);
+
+	for (int i = 0; i < 200; i++)
+		append_n(s, "order-1", 10, i);
+	evs_close(s);
+	s = tu_open(dir, 0, 0);
+	evs_stats st;
+	ck_assert_int_eq(evs_stats_get(&st, s), 0);
+	ck_assert_uint_eq(st.recovered_batches, 0);
+	ck_assert_uint_eq(st.recovery_bytes, 0);
+	ck_assert_uint_eq(st.head_position, 2000);
+	evs_close(s);
+}
+END_TEST
+
+/* A temp segment left by a crash during a roll is removed. */
+START_TEST(test_stale_temp_segment)
+{
+	evs_store *s = tu_open(dir, 4096, 0);
+
+	append_n(s, "order-1", 2, 0);
+	evs_close(s);
+	char *tmp = path_in(dir, "log/00000000000000000003.seg.tmp");
+	ck_assert_int_eq(tu_write_file(tmp, "partial", 7), 0);
+	s = tu_open(dir, 4096, 0);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_int_eq(access(tmp, F_OK), -1);
+	append_n(s, "order-1", 2, 1);
+	ck_assert_int_eq(evs_verify(s, NULL, NULL, NULL), 0);
+	evs_close(s);
+	free(tmp);
+}
+END_TEST
+
+static Suite *recovery_suite(void)
+{
+	Suite *su = suite_create("recovery");
+	TCase *tc = tcase_create("torn");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 300);
+	tcase_add_loop_test(tc, test_truncate_every_offset, 0, 2);
+	tcase_add_test(tc, test_garbage_tail);
+	tcase_add_test(tc, test_unindexed_tail_is_indexed);
+	tcase_add_test(tc, test_indexed_batch_damaged_sync);
+	suite_add_tcase(su, tc);
+
+	tc = tcase_create("corrupt");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_bitflip_older_batch);
+	tcase_add_test(tc, test_index_deleted_rebuilt);
+	tcase_add_test(tc, test_clean_reopen_scans_nothing);
+	tcase_add_test(tc, test_stale_temp_segment);
+	suite_add_tcase(su, tc);
+	return su;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(recovery_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,33 @@
+/*
+ * testutil.h: what the test suites share: fresh temporary store
+ * directories, small event builders and file helpers.
+ */
+#ifndef EVS_TESTUTIL_H
+#define EVS_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "evstore.h"
+
+/* A new empty directory under $TMPDIR (or /tmp); the path is static per
+ * call site until tu_rmdir. */
+char *tu_mkdtemp(void);
+/* rm -rf of a test directory. */
+void tu_rmdir(const char *path);
+/* The contents of a file (NUL-terminated) and its size; NULL if missing. */
+char *tu_read_file(const char *path, size_t *size);
+int tu_write_file(const char *path, const void *buf, size_t size);
+/* Path of the i-th (0-based) segment of a store's log, or NULL. */
+char *tu_segment_path(const char *dir, size_t i);
+size_t tu_segment_count(const char *dir);
+
+/* Opens a store in dir with create, durability none unless `sync`, and
+ * the given segment size (0: default). */
+evs_store *tu_open(const char *dir, uint64_t segment_size, int sync);
+
+/* Every event of the log as text lines "pos stream version type data",
+ * one per line (a new string to free). */
+char *tu_dump(evs_store *s);
+
+#endif
