@@ -636,6 +636,10 @@ out:
 
 /* ---- open and close ---- */
 
+/*
+ * Is the directory empty, or holding only what an interrupted creation
+ * leaves (an empty log/ directory, no LOCK)?  Either may be made a store.
+ */
 static int is_empty_dir(const char *path)
 {
 	DIR *d = opendir(path);
@@ -645,10 +649,16 @@ static int is_empty_dir(const char *path)
 	if (!d)
 		return 0;
 	while ((e = readdir(d)) != NULL) {
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-			empty = 0;
-			break;
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (!strcmp(e->d_name, "log")) {
+			char sub[4200];
+			snprintf(sub, sizeof(sub), "%s/log", path);
+			if (is_empty_dir(sub))
+				continue;
 		}
+		empty = 0;
+		break;
 	}
 	closedir(d);
 	return empty;

@@ -187,3 +187,10 @@ char *tu_dump(evs_store *s)
 	}
 	return b.p;
 }
+
+int tu_count_cb(const evs_event *ev, void *ctx)
+{
+	(void)ev;
+	(*(int *)ctx)++;
+	return 0;
+}

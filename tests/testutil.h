@@ -30,4 +30,7 @@ evs_store *tu_open(const char *dir, uint64_t segment_size, int sync);
  * one per line (a new string to free). */
 char *tu_dump(evs_store *s);
 
+/* Read callback counting events into an int. */
+int tu_count_cb(const evs_event *ev, void *ctx);
+
 #endif

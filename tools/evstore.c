@@ -907,11 +907,15 @@ static int cmd_append(const char *cmd, int argc, char **argv)
 		char msg[512];
 		struct pending *p = pending_list_slot(&list);
 
-		if (!p)
-			return fail(cmd, "out of memory");
+		if (!p) {
+			rc = fail(cmd, "out of memory");
+			goto out;
+		}
 		if (parse_event(p, pos[2], strlen(pos[2]), fixed_type, msg,
-				sizeof msg) != 0)
-			return fail(cmd, "EVENT_JSON argument: %s", msg);
+				sizeof msg) != 0) {
+			rc = fail(cmd, "EVENT_JSON argument: %s", msg);
+			goto out;
+		}
 		list.n = 1;
 	} else {
 		rc = read_stdin_events(cmd, fixed_type, &list);
