@@ -10,13 +10,13 @@ CREATE TABLE IF NOT EXISTS meta (
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
 
--- Every stream with its last version (versions are dense from 1, so this is
--- also its event count).
+-- Every stream, written once, when its first batch is indexed.  Its last
+-- version is that of its last batch (batches_by_stream), so an append to an
+-- existing stream writes no streams row.
 CREATE TABLE IF NOT EXISTS streams (
-    id           INTEGER PRIMARY KEY,
-    name         TEXT NOT NULL UNIQUE,
-    last_version INTEGER NOT NULL,
-    created_us   INTEGER NOT NULL
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    created_us INTEGER NOT NULL
 );
 
 -- Batch at global `position` holds versions first_version .. first_version +
@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS event_ids (
     position INTEGER NOT NULL
 ) WITHOUT ROWID;
 
--- indexed_to: every position up to it is in batches (set in the same
--- transaction as the rows).
-INSERT OR IGNORE INTO meta (key, value) VALUES ('format', 1), ('indexed_to', 0);
+-- The "indexed to" mark is the last batch row itself: position + count - 1
+-- of the highest position.  It is committed in the same transaction as the
+-- rows it covers by construction, and costs no extra page write.
+INSERT OR IGNORE INTO meta (key, value) VALUES ('format', 1);

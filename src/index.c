@@ -18,12 +18,17 @@ extern const char evs__index_sql[];
 
 enum {
 	Q_BEGIN_R, Q_BEGIN_W, Q_COMMIT, Q_ROLLBACK,
-	Q_GET_META, Q_SET_META, Q_INS_STREAM, Q_UPD_STREAM, Q_INS_BATCH,
+	Q_GET_META, Q_SET_META, Q_INS_STREAM, Q_INS_BATCH, Q_HEAD,
 	Q_INS_ID, Q_FIND_ID, Q_LAST_BATCH, Q_BATCH_AT, Q_STREAM,
 	Q_FWD_START, Q_FWD, Q_BWD, Q_EACH_STREAM, Q_LIST_STREAMS,
 	Q_LIST_STREAMS_AFTER, Q_CATEGORIES, Q_COUNTS, Q_EACH_BATCH, Q_ENDS,
 	Q__COUNT
 };
+
+/* A stream's last version: that of its last batch. */
+#define LAST_VERSION \
+	"(SELECT first_version + count - 1 FROM batches WHERE stream_id = streams.id " \
+	"ORDER BY first_version DESC LIMIT 1)"
 
 static const char *const sql[Q__COUNT] = {
 	[Q_BEGIN_R] = "BEGIN",
@@ -33,9 +38,8 @@ static const char *const sql[Q__COUNT] = {
 	[Q_GET_META] = "SELECT value FROM meta WHERE key = ?1",
 	[Q_SET_META] = "INSERT INTO meta (key, value) VALUES (?1, ?2) "
 		       "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-	[Q_INS_STREAM] = "INSERT INTO streams (id, name, last_version, created_us) "
-			 "VALUES (?1, ?2, ?3, ?4)",
-	[Q_UPD_STREAM] = "UPDATE streams SET last_version = ?2 WHERE id = ?1",
+	[Q_INS_STREAM] = "INSERT INTO streams (id, name, created_us) VALUES (?1, ?2, ?3)",
+	[Q_HEAD] = "SELECT position + count - 1 FROM batches ORDER BY position DESC LIMIT 1",
 	[Q_INS_BATCH] = "INSERT INTO batches (position, stream_id, first_version, "
 			"count, segment, offset, length) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 	[Q_INS_ID] = "INSERT INTO event_ids (id, position) VALUES (?1, ?2)",
@@ -44,7 +48,7 @@ static const char *const sql[Q__COUNT] = {
 			 "FROM batches ORDER BY position DESC LIMIT 1",
 	[Q_BATCH_AT] = "SELECT position, first_version, count, segment, offset, length, stream_id "
 		       "FROM batches WHERE position <= ?1 ORDER BY position DESC LIMIT 1",
-	[Q_STREAM] = "SELECT id, last_version, created_us FROM streams WHERE name = ?1",
+	[Q_STREAM] = "SELECT id, " LAST_VERSION ", created_us FROM streams WHERE name = ?1",
 	[Q_FWD_START] = "SELECT max(first_version) FROM batches "
 			"WHERE stream_id = ?1 AND first_version <= ?2",
 	[Q_FWD] = "SELECT position, first_version, count, segment, offset, length, stream_id "
@@ -53,9 +57,9 @@ static const char *const sql[Q__COUNT] = {
 	[Q_BWD] = "SELECT position, first_version, count, segment, offset, length, stream_id "
 		  "FROM batches WHERE stream_id = ?1 AND first_version <= ?2 "
 		  "ORDER BY first_version DESC",
-	[Q_EACH_STREAM] = "SELECT id, name, last_version FROM streams",
-	[Q_LIST_STREAMS] = "SELECT name, last_version FROM streams ORDER BY name LIMIT ?1",
-	[Q_LIST_STREAMS_AFTER] = "SELECT name, last_version FROM streams WHERE name > ?2 "
+	[Q_EACH_STREAM] = "SELECT id, name, " LAST_VERSION " FROM streams",
+	[Q_LIST_STREAMS] = "SELECT name, " LAST_VERSION " FROM streams ORDER BY name LIMIT ?1",
+	[Q_LIST_STREAMS_AFTER] = "SELECT name, " LAST_VERSION " FROM streams WHERE name > ?2 "
 				 "ORDER BY name LIMIT ?1",
 	[Q_CATEGORIES] = "SELECT CASE WHEN instr(name, '-') > 0 "
 			 "THEN substr(name, 1, instr(name, '-') - 1) ELSE name END AS c, "
@@ -215,21 +219,31 @@ int evs__ix_set_meta(evs__ix *ix, const char *key, uint64_t value)
 }
 
 int evs__ix_put_stream(evs__ix *ix, int64_t id, const char *name, size_t len,
-		       uint64_t last_version, int64_t created_us, bool is_new)
+		       int64_t created_us)
 {
-	sqlite3_stmt *st = stmt(ix, is_new ? Q_INS_STREAM : Q_UPD_STREAM);
+	sqlite3_stmt *st = stmt(ix, Q_INS_STREAM);
 
 	if (!st)
 		return EVS_EIO;
 	sqlite3_bind_int64(st, 1, id);
-	if (is_new) {
-		sqlite3_bind_text(st, 2, name, (int)len, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 3, (int64_t)last_version);
-		sqlite3_bind_int64(st, 4, created_us);
-	} else {
-		sqlite3_bind_int64(st, 2, (int64_t)last_version);
-	}
+	sqlite3_bind_text(st, 2, name, (int)len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, created_us);
 	return run(ix, st, "write stream");
+}
+
+int evs__ix_head(evs__ix *ix, uint64_t *out)
+{
+	sqlite3_stmt *st = stmt(ix, Q_HEAD);
+	int rc;
+
+	if (!st)
+		return EVS_EIO;
+	*out = 0;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*out = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : ix_err(ix, rc, "read head");
 }
 
 int evs__ix_put_batch(evs__ix *ix, int64_t stream_id, const evs__batch_ref *b)
@@ -328,17 +342,18 @@ int evs__ix_truncate_after(evs__ix *ix, uint64_t position)
 	char q[512];
 	int rc;
 
+	/* Rare (a log that lost what the index holds): event_ids has no
+	 * position index, so this scans it. */
 	snprintf(q, sizeof(q),
 		 "DELETE FROM batches WHERE position > %llu;"
 		 "DELETE FROM event_ids WHERE position > %llu;"
-		 "UPDATE streams SET last_version = coalesce((SELECT max(first_version + count - 1) "
-		 "FROM batches WHERE stream_id = streams.id), 0);"
-		 "DELETE FROM streams WHERE last_version = 0;",
+		 "DELETE FROM streams WHERE NOT EXISTS "
+		 "(SELECT 1 FROM batches WHERE stream_id = streams.id);",
 		 (unsigned long long)position, (unsigned long long)position);
 	rc = sqlite3_exec(ix->db, q, NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
 		return ix_err(ix, rc, "truncate");
-	return evs__ix_set_meta(ix, "indexed_to", position);
+	return 0;
 }
 
 int evs__ix_each_stream(evs__ix *ix, evs__ix_stream_cb cb, void *ctx)

@@ -244,12 +244,7 @@ int evs__store_head(evs_store *s, evs__ix *ix, uint64_t *out)
 		*out = atomic_load(&s->visible);
 		return 0;
 	}
-	int rc = evs__ix_get_meta(ix, "indexed_to", out);
-	if (rc == EVS_ENOTFOUND) {
-		*out = 0;
-		rc = 0;
-	}
-	return rc;
+	return evs__ix_head(ix, out);
 }
 
 /* ---- recovery ---- */
@@ -372,10 +367,11 @@ static int index_recovered(evs_store *s, const evs__batch_hdr *h, const uint8_t 
 		head->id = s->next_stream_id++;
 	head->version += h->count;
 	ts = (int64_t)evs__get64(p + EVS__BATCH_HDR + h->stream_len + 1 + 20);
-	rc = evs__ix_put_stream(s->wix, head->id, h->stream, h->stream_len,
-				head->version, ts, is_new);
-	if (rc)
-		return rc;
+	if (is_new) {
+		rc = evs__ix_put_stream(s->wix, head->id, h->stream, h->stream_len, ts);
+		if (rc)
+			return rc;
+	}
 	c.ref = (evs__batch_ref){ h->first_position, h->first_version, h->count,
 				  seg, off, h->length, head->id };
 	rc = evs__ix_put_batch(s->wix, head->id, &c.ref);
@@ -481,6 +477,7 @@ static int recover(evs_store *s)
 			s->next_position = keep + 1;
 		}
 	} else if (rc == EVS_ENOTFOUND) {
+		rc = 0;
 		if (nsegs > 0 && segs[0] != 1) {
 			rc = evs__err(EVS_ECORRUPT, "log %s: first segment starts at position %"
 				      PRIu64 ", expected 1", s->logdir, segs[0]);
@@ -581,9 +578,7 @@ static int recover(evs_store *s)
 			s->next_position += h.count;
 			off += h.length;
 			if (++pending >= 4096) {
-				rc = evs__ix_set_meta(s->wix, "indexed_to", s->next_position - 1);
-				if (!rc)
-					rc = evs__ix_commit(s->wix);
+				rc = evs__ix_commit(s->wix);
 				in_tx = false;
 				pending = 0;
 				if (rc) {
@@ -607,18 +602,10 @@ static int recover(evs_store *s)
 			evs__os_table.close(fd);
 		}
 	}
-	if (!in_tx) {
-		rc = evs__ix_begin(s->wix, true);
-		if (rc)
-			goto out;
-		in_tx = true;
-	}
-	/* Whatever the index holds past the log's end goes (a log cut by hand,
-	 * or a torn tail the index never saw cannot be, but be exact). */
-	rc = evs__ix_truncate_after(s->wix, s->next_position - 1);
-	if (!rc)
+	if (in_tx) {
 		rc = evs__ix_commit(s->wix);
-	in_tx = false;
+		in_tx = false;
+	}
 	if (!rc && s->open_stats.recovered_batches)
 		rc = load_heads(s);
 out:

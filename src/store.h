@@ -43,7 +43,9 @@ void evs__ix_rollback(evs__ix *ix);
 int evs__ix_get_meta(evs__ix *ix, const char *key, uint64_t *out);
 int evs__ix_set_meta(evs__ix *ix, const char *key, uint64_t value);
 int evs__ix_put_stream(evs__ix *ix, int64_t id, const char *name, size_t len,
-		       uint64_t last_version, int64_t created_us, bool is_new);
+		       int64_t created_us);
+/* The last indexed position (the "indexed to" mark), 0 when empty. */
+int evs__ix_head(evs__ix *ix, uint64_t *out);
 int evs__ix_put_batch(evs__ix *ix, int64_t stream_id, const evs__batch_ref *b);
 int evs__ix_put_id(evs__ix *ix, const uint8_t id[16], uint64_t position);
 /* 0 and *pos when found, EVS_ENOTFOUND when not. */

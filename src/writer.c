@@ -332,18 +332,15 @@ static int index_group(evs_store *s, evs__req **grp, size_t n)
 			continue;
 		b = (evs__batch_ref){ r->res.first_position, r->res.first_version, r->count,
 				      s->wseg, r->off, (uint32_t)r->len, r->head->id };
-		rc = evs__ix_put_stream(s->wix, r->head->id, r->stream, r->stream_len,
-					r->res.last_version,
-					(int64_t)evs__get64(r->buf + EVS__BATCH_HDR +
-							    r->stream_len + 1 + 20),
-					r->new_stream);
+		if (r->new_stream)
+			rc = evs__ix_put_stream(s->wix, r->head->id, r->stream, r->stream_len,
+						(int64_t)evs__get64(r->buf + EVS__BATCH_HDR +
+								    r->stream_len + 1 + 20));
 		if (!rc)
 			rc = evs__ix_put_batch(s->wix, r->head->id, &b);
 		for (uint32_t i = 0; i < r->count && !rc; i++)
 			rc = evs__ix_put_id(s->wix, r->ids + 16 * i, r->res.first_position + i);
 	}
-	if (!rc)
-		rc = evs__ix_set_meta(s->wix, "indexed_to", s->next_position - 1);
 	if (!rc)
 		rc = evs__ix_commit(s->wix);
 	if (rc)
