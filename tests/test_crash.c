@@ -10,6 +10,9 @@
  * versions are dense; no event id appears twice; evs_verify is clean;
  * appending works again.  Then the next iteration appends on top.
  *
+ * After each kill, `evstore verify` (the tool named by $EVSTORE) checks the
+ * store read-only, as an operator would, before it is reopened.
+ *
  * EVS_CRASH_ITERATIONS sets the number of kills (default 12).
  */
 #include <check.h>
@@ -176,6 +179,7 @@ START_TEST(test_kill9_loop)
 	const char *env = getenv("EVS_CRASH_ITERATIONS");
 	int iterations = env ? atoi(env) : 12;
 	uint64_t total_checked = 0;
+	int verified = 0;
 
 	ck_assert_int_ge(asprintf(&store, "%s/store", dir), 0);
 	ck_assert_int_ge(asprintf(&side, "%s/acks", dir), 0);
@@ -194,6 +198,18 @@ START_TEST(test_kill9_loop)
 		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 		ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
 			      "child exited by itself (status %d)", status);
+
+		/* The operator's check, before any writer has recovered the
+		 * store: read-only, it must find the acknowledged log clean. */
+		const char *tool = getenv("EVSTORE");
+		if (tool && *tool) {
+			char cmd[8192];
+			snprintf(cmd, sizeof(cmd), "'%s' verify --quiet '%s' >/dev/null", tool, store);
+			int vs = system(cmd);
+			ck_assert_msg(WIFEXITED(vs) && WEXITSTATUS(vs) == 0,
+				      "kill %d: evstore verify exited %d", it, WEXITSTATUS(vs));
+			verified++;
+		}
 
 		evs_options o = EVS_OPTIONS_INIT;
 		evs_store *s = NULL;
@@ -241,8 +257,8 @@ START_TEST(test_kill9_loop)
 		 * the next child's positions simply follow */
 	}
 	ck_assert_uint_gt(total_checked, 0);
-	printf("crash loop: %d kills, %llu acknowledged events checked\n", iterations,
-	       (unsigned long long)total_checked);
+	printf("crash loop: %d kills, %llu acknowledged events checked, %d evstore verify runs\n",
+	       iterations, (unsigned long long)total_checked, verified);
 	free(store);
 	free(side);
 	tu_rmdir(dir);
