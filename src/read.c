@@ -136,7 +136,7 @@ int evs_read_stream(evs_store *s, const char *stream, uint64_t from, evs_directi
 		    uint64_t limit, evs_event_cb cb, void *ctx)
 {
 	stream_read r;
-	evs__ix *ix;
+	evs__ix *ix = NULL;
 	int64_t id;
 	uint64_t last, head;
 	size_t len;
@@ -149,14 +149,10 @@ int evs_read_stream(evs_store *s, const char *stream, uint64_t from, evs_directi
 		return rc;
 	if (dir != EVS_FORWARD && dir != EVS_BACKWARD)
 		return evs__err(EVS_EINVAL, "evs_read_stream: bad direction %d", (int)dir);
-	ix = evs__store_ix_get(s);
-	if (!ix)
-		return EVS_EIO;
-	rc = evs__ix_begin(ix, false);
-	if (!rc)
-		rc = evs__store_head(s, ix, &head);
-	if (!rc)
-		rc = evs__ix_stream(ix, stream, &id, &last, NULL);
+	rc = evs__store_read_begin(s, &ix, &head);
+	if (rc)
+		return rc;
+	rc = evs__ix_stream(ix, stream, &id, &last, NULL);
 	if (rc == EVS_ENOTFOUND)
 		rc = evs__err(EVS_ENOTFOUND, "stream '%s' not found", stream);
 	if (rc) {
@@ -300,8 +296,7 @@ static int scan_log(evs_store *s, uint64_t seg, uint64_t off, uint64_t next_pos,
 		}
 		if (avail >= (ssize_t)EVS__BATCH_HDR && evs__get32(p) == EVS__BATCH_MAGIC) {
 			uint32_t len = evs__get32(p + 8);
-			if (len > (uint64_t)avail && len <= s->opts.segment_size &&
-			    len <= (1u << 30))
+			if (len > (uint64_t)avail && len <= (1u << 30))
 				avail = window_get(&w, fd, off, len, &p, path);
 		}
 		if (avail < 0 ||
@@ -338,7 +333,7 @@ int evs_read_all(evs_store *s, uint64_t from, uint64_t limit, const evs_filter *
 {
 	all_read a;
 	evs__batch_ref b;
-	evs__ix *ix;
+	evs__ix *ix = NULL;
 	int rc;
 
 	evs__err_clear();
@@ -353,12 +348,7 @@ int evs_read_all(evs_store *s, uint64_t from, uint64_t limit, const evs_filter *
 	a.catlen = filter && filter->category ? strlen(filter->category) : 0;
 	a.cb = cb;
 	a.ctx = ctx;
-	ix = evs__store_ix_get(s);
-	if (!ix)
-		return EVS_EIO;
-	rc = evs__ix_begin(ix, false);
-	if (!rc)
-		rc = evs__store_head(s, ix, &a.head);
+	rc = evs__store_read_begin(s, &ix, &a.head);
 	if (!rc && a.from <= a.head)
 		rc = evs__ix_batch_at(ix, a.from, &b);
 	evs__store_ix_put(s, ix);
@@ -374,7 +364,7 @@ int evs_read_all(evs_store *s, uint64_t from, uint64_t limit, const evs_filter *
 
 int evs_stream_info_get(evs_stream_info *out, evs_store *s, const char *stream)
 {
-	evs__ix *ix;
+	evs__ix *ix = NULL;
 	int64_t id, created;
 	uint64_t last;
 	size_t len;
@@ -386,12 +376,11 @@ int evs_stream_info_get(evs_stream_info *out, evs_store *s, const char *stream)
 	memset(out, 0, sizeof(*out));
 	if ((rc = evs__check_stream_name(stream, &len)) != 0)
 		return rc;
-	ix = evs__store_ix_get(s);
-	if (!ix)
-		return EVS_EIO;
-	rc = evs__ix_begin(ix, false);
-	if (!rc)
-		rc = evs__ix_stream(ix, stream, &id, &last, &created);
+	uint64_t head;
+	rc = evs__store_read_begin(s, &ix, &head);
+	if (rc)
+		return rc;
+	rc = evs__ix_stream(ix, stream, &id, &last, &created);
 	if (!rc)
 		rc = evs__ix_stream_ends(ix, id, &out->first_position, &out->last_position);
 	if (!rc) {
@@ -407,16 +396,14 @@ int evs_stream_info_get(evs_stream_info *out, evs_store *s, const char *stream)
 int evs_list_streams(evs_store *s, const char *after, uint64_t limit, evs_name_cb cb,
 		     void *ctx)
 {
-	evs__ix *ix;
+	evs__ix *ix = NULL;
 	int rc;
 
 	evs__err_clear();
 	if (!s || !cb)
 		return evs__err(EVS_EINVAL, "evs_list_streams: NULL argument");
-	ix = evs__store_ix_get(s);
-	if (!ix)
-		return EVS_EIO;
-	rc = evs__ix_begin(ix, false);
+	uint64_t head;
+	rc = evs__store_read_begin(s, &ix, &head);
 	if (!rc)
 		rc = evs__ix_list_streams(ix, after, limit, cb, ctx);
 	evs__store_ix_put(s, ix);
@@ -425,16 +412,14 @@ int evs_list_streams(evs_store *s, const char *after, uint64_t limit, evs_name_c
 
 int evs_list_categories(evs_store *s, evs_name_cb cb, void *ctx)
 {
-	evs__ix *ix;
+	evs__ix *ix = NULL;
 	int rc;
 
 	evs__err_clear();
 	if (!s || !cb)
 		return evs__err(EVS_EINVAL, "evs_list_categories: NULL argument");
-	ix = evs__store_ix_get(s);
-	if (!ix)
-		return EVS_EIO;
-	rc = evs__ix_begin(ix, false);
+	uint64_t head;
+	rc = evs__store_read_begin(s, &ix, &head);
 	if (!rc)
 		rc = evs__ix_list_categories(ix, cb, ctx);
 	evs__store_ix_put(s, ix);

@@ -238,15 +238,6 @@ void evs__store_ix_put(evs_store *s, evs__ix *ix)
 	pthread_mutex_unlock(&s->pool_mu);
 }
 
-int evs__store_head(evs_store *s, evs__ix *ix, uint64_t *out)
-{
-	if (!s->read_only) {
-		*out = atomic_load(&s->visible);
-		return 0;
-	}
-	return evs__ix_head(ix, out);
-}
-
 /* ---- recovery ---- */
 
 /* Reads the batch at `off` of an open segment into *buf; returns 0 with
@@ -598,6 +589,7 @@ static int recover(evs_store *s)
 			s->wfd = fd;
 			s->wseg = segs[i];
 			s->woff = off;
+			s->wsize = segsize;
 		} else {
 			evs__os_table.close(fd);
 		}
@@ -749,24 +741,45 @@ int evs_open(evs_store **out, const char *dir, const evs_options *opts)
 			rc = evs__err_sys(errno, "open", lockpath);
 			goto fail;
 		}
-		/* flock locks belong to the open file description, so a
-		 * second open in this same process is refused too. */
-		if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-			rc = errno == EWOULDBLOCK ?
+		/* An OFD lock belongs to the open file description, so a
+		 * second open in this same process is refused too; readers
+		 * can test for it without taking it (F_OFD_GETLK). */
+		struct flock fl;
+		memset(&fl, 0, sizeof(fl));
+		fl.l_type = F_WRLCK;
+		fl.l_whence = SEEK_SET;
+		if (fcntl(s->lock_fd, F_OFD_SETLK, &fl) != 0) {
+			rc = errno == EAGAIN || errno == EACCES ?
 			     evs__err(EVS_ELOCKED, "store %s is locked by another writer", dir) :
 			     evs__err_sys(errno, "lock", lockpath);
 			goto fail;
 		}
 		rc = evs__ix_open(&s->wix, ixpath, false);
+		if (!rc)
+			rc = evs__ix_open(&s->lix, ixpath, true);
 		if (rc)
 			goto fail;
 		rc = recover(s);
 		if (rc)
 			goto fail;
-	} else if (access(ixpath, R_OK) != 0) {
-		rc = evs__err(EVS_ENOTFOUND, "store %s has no index.db yet; open it for "
-			      "writing once to build it", dir);
-		goto fail;
+		if (evs__shared_map(s, s->lock_fd, true) != 0) {
+			rc = evs__err_sys(errno, "map", lockpath);
+			goto fail;
+		}
+		rc = evs__indexer_start(s);
+		if (rc)
+			goto fail;
+	} else {
+		if (access(ixpath, R_OK) != 0) {
+			rc = evs__err(EVS_ENOTFOUND, "store %s has no index.db yet; open it for "
+				      "writing once to build it", dir);
+			goto fail;
+		}
+		/* For the writer's published head and to see whether a
+		 * writer is alive; a store without it is read as indexed. */
+		s->lock_fd = open(lockpath, O_RDONLY | O_CLOEXEC);
+		if (s->lock_fd >= 0)
+			evs__shared_map(s, s->lock_fd, false);
 	}
 	*out = s;
 	return 0;
@@ -779,7 +792,8 @@ void evs_close(evs_store *s)
 {
 	if (!s)
 		return;
-	evs__writer_fini(s);
+	evs__indexer_stop(s);
+	evs__shared_unmap(s);
 	if (s->wfd >= 0)
 		evs__os_table.close(s->wfd);
 	/* Readers first: the last connection to close checkpoints the WAL
@@ -787,6 +801,7 @@ void evs_close(evs_store *s)
 	for (size_t i = 0; i < s->npool; i++)
 		evs__ix_close(s->pool[i]);
 	evs__free(s->pool);
+	evs__ix_close(s->lix);
 	evs__ix_close(s->wix);
 	for (size_t i = 0; i < s->nsegs; i++)
 		if (s->segs[i].fd >= 0)
@@ -794,7 +809,7 @@ void evs_close(evs_store *s)
 	evs__free(s->segs);
 	evs__map_free(&s->heads);
 	if (s->lock_fd >= 0)
-		close(s->lock_fd); /* releases the flock */
+		close(s->lock_fd); /* releases the lock */
 	pthread_mutex_destroy(&s->wmu);
 	pthread_mutex_destroy(&s->seg_mu);
 	pthread_mutex_destroy(&s->pool_mu);
@@ -808,7 +823,7 @@ void evs_close(evs_store *s)
 
 int evs_stats_get(evs_stats *out, evs_store *s)
 {
-	evs__ix *ix;
+	evs__ix *ix = NULL;
 	uint64_t *segs = NULL;
 	size_t nsegs = 0;
 	int rc;
@@ -817,12 +832,11 @@ int evs_stats_get(evs_stats *out, evs_store *s)
 	if (!out || !s)
 		return evs__err(EVS_EINVAL, "evs_stats_get: NULL argument");
 	*out = s->open_stats;
-	ix = evs__store_ix_get(s);
-	if (!ix)
-		return EVS_EIO;
-	rc = evs__ix_begin(ix, false);
-	if (!rc)
-		rc = evs__store_head(s, ix, &out->head_position);
+	rc = evs__store_read_begin(s, &ix, &out->head_position);
+	if (rc)
+		return rc;
+	/* counts and head from the same snapshot */
+	rc = evs__ix_head(ix, &out->head_position);
 	if (!rc)
 		rc = evs__ix_counts(ix, &out->streams, &out->batches, &out->log_bytes);
 	evs__store_ix_put(s, ix);

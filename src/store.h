@@ -10,8 +10,11 @@
  *   seg_mu    the segment table (readers look up file descriptors while the
  *             leader adds segments).
  *   pool_mu   the pool of read connections to the index.
- * `visible` is the last position indexed and acknowledged; readers in this
- * process never look past it.
+ *   ix_mu     the queue of durable groups waiting for the indexer thread
+ *             (indexer.c).
+ * `visible` is the last acknowledged position; `indexed` the last one the
+ * index holds.  Readers in this process wait until indexed >= visible as
+ * it was when they started, and never look past that.
  */
 #ifndef EVS_STORE_H
 #define EVS_STORE_H
@@ -116,6 +119,7 @@ evs__head *evs__map_find(evs__map *m, const char *name, size_t len, bool create)
 void evs__map_free(evs__map *m);
 
 typedef struct evs__req evs__req;
+typedef struct evs__pgroup evs__pgroup;
 
 struct evs_store {
 	char *dir;
@@ -128,9 +132,13 @@ struct evs_store {
 	int wfd;               /* active segment, O_RDWR, -1 if none/sealed */
 	uint64_t wseg;         /* its first position */
 	uint64_t woff;         /* next write offset in it */
+	uint64_t wsize;        /* its size, from its header (segments made
+				  under another segment_size option keep
+				  theirs) */
 	uint64_t next_position;
 	int64_t next_stream_id;
-	evs__ix *wix;
+	evs__ix *wix;          /* the indexer's (and recovery's) connection */
+	evs__ix *lix;          /* the leader's, for idempotency look-ups */
 	evs__map heads;
 	uint8_t *zeros;        /* for cutting back failed writes */
 
@@ -139,6 +147,18 @@ struct evs_store {
 	atomic_int failed;     /* 0, or the error that failed the store */
 
 	_Atomic uint64_t visible;
+	_Atomic uint64_t indexed;
+
+	/* indexer.c */
+	bool ix_init, ix_running, ix_stop;
+	pthread_t ix_thread;
+	pthread_mutex_t ix_mu;
+	pthread_cond_t ix_work, ix_done;
+	evs__pgroup *pq_head, *pq_tail;
+	size_t pq_batches;
+	int ix_failed;
+	char ix_errmsg[512];
+	_Atomic uint64_t *shared; /* LOCK mapped: [0] acked head, [1] magic */
 
 	pthread_mutex_t seg_mu;
 	evs__seg *segs;
@@ -158,15 +178,31 @@ int evs__store_add_segment(evs_store *s, uint64_t first);
 int evs__store_seg_fd(evs_store *s, uint64_t first, int *fd_out);
 evs__ix *evs__store_ix_get(evs_store *s);
 void evs__store_ix_put(evs_store *s, evs__ix *ix);
-/* Last acknowledged position this reader may see. */
-int evs__store_head(evs_store *s, evs__ix *ix, uint64_t *out);
+/*
+ * Starts a read: waits until the index covers every acknowledged event,
+ * then hands out a pool connection inside a read transaction and the head
+ * (last position) the read may see.  Give the connection back with
+ * evs__store_ix_put.
+ */
+int evs__store_read_begin(evs_store *s, evs__ix **ix_out, uint64_t *head);
 
 /* read.c */
 /* Reads and checks the batch `b` into *buf (grown as needed). */
 int evs__read_batch(evs_store *s, const evs__batch_ref *b, uint8_t **buf,
 		    size_t *cap, evs__batch_hdr *h);
 
-/* writer.c */
-void evs__writer_fini(evs_store *s);
+/* indexer.c */
+evs__pgroup *evs__pgroup_new(size_t n, size_t extra, uint8_t **area);
+void evs__pgroup_add(evs__pgroup *g, const evs__batch_ref *ref, int64_t created_us,
+		     const char *new_stream, uint32_t stream_len, const uint8_t *ids);
+int evs__indexer_start(evs_store *s);
+void evs__indexer_stop(evs_store *s);
+/* Queues a durable group for the index and publishes `acked` as the
+ * acknowledged head.  Takes ownership of g. */
+int evs__indexer_push(evs_store *s, evs__pgroup *g, uint64_t acked);
+/* Waits until the index holds every position up to target. */
+int evs__indexer_wait(evs_store *s, uint64_t target);
+int evs__shared_map(evs_store *s, int fd, bool writer);
+void evs__shared_unmap(evs_store *s);
 
 #endif

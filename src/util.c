@@ -182,10 +182,12 @@ int evs__check_stream_name(const char *stream, size_t *len_out)
 				stream, EVS_MAX_STREAM_LEN);
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)stream[i];
-		if (c < 0x20 || c == 0x7f)
+		/* C0, DEL, and C1 (U+0080..U+009F, encoded C2 80..C2 9F) */
+		if (c < 0x20 || c == 0x7f ||
+		    (c == 0xc2 && i + 1 < n && (unsigned char)stream[i + 1] >= 0x80 &&
+		     (unsigned char)stream[i + 1] <= 0x9f))
 			return evs__err(EVS_EINVAL,
-					"invalid stream name: control character 0x%02x at byte %zu",
-					c, i);
+					"invalid stream name: control character at byte %zu", i);
 	}
 	if (evs__utf8_check(stream, n) != 0)
 		return evs__err(EVS_EINVAL, "invalid stream name: not valid UTF-8");

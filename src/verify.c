@@ -101,12 +101,11 @@ int evs_verify(evs_store *s, evs_report_cb report, evs_progress_cb progress, voi
 	evs__err_clear();
 	if (!s)
 		return evs__err(EVS_EINVAL, "evs_verify: no store");
-	v.ix = evs__store_ix_get(s);
-	if (!v.ix)
-		return EVS_EIO;
-	rc = evs__ix_begin(v.ix, false);
-	if (!rc)
-		rc = evs__store_head(s, v.ix, &v.head);
+	rc = evs__store_read_begin(s, &v.ix, &v.head);
+	if (rc)
+		return rc;
+	/* the whole index snapshot is checked, whatever was acknowledged */
+	rc = evs__ix_head(v.ix, &v.head);
 	if (!rc)
 		rc = evs__seg_list(&segs, &nsegs, s->logdir, false);
 	if (rc)

@@ -6,9 +6,9 @@
  * queue is the leader: it takes every queued append (up to about 1 MiB),
  * checks each one's expected version against the in-memory stream heads in
  * queue order, stamps positions, versions and CRCs, writes all the batches
- * with one pwritev and one fdatasync, records them in the index in one
- * SQLite transaction, and wakes each waiter with its result.  There is no
- * fixed delay: appends that arrive while a leader is writing form the next
+ * with one pwritev and one fdatasync, hands them to the indexer thread
+ * (indexer.c), and wakes each waiter with its result.  There is no fixed
+ * delay: appends that arrive while a leader is writing form the next
  * group.
  *
  * A failed write or sync is never retried and never acknowledged: the store
@@ -51,11 +51,6 @@ struct evs__req {
 	pthread_cond_t cv;
 	evs__req *next;
 };
-
-void evs__writer_fini(evs_store *s)
-{
-	(void)s;
-}
 
 static void req_fail(evs__req *r, int rc)
 {
@@ -170,7 +165,7 @@ static int check_idempotent(evs_store *s, evs__req *r, uint64_t pos)
 	int rc;
 
 	evs_uuid_format(idtext, r->ids);
-	rc = evs__ix_batch_at(s->wix, pos, &b);
+	rc = evs__ix_batch_at(s->lix, pos, &b);
 	while (rc == 0 && c.same && c.i < r->count) {
 		uint64_t next = b.position + b.count;
 		idem_batch(&b, &w);
@@ -181,7 +176,7 @@ static int check_idempotent(evs_store *s, evs__req *r, uint64_t pos)
 		if (!c.same || c.i >= r->count)
 			break;
 		w.from = next;
-		rc = evs__ix_batch_at(s->wix, next, &b);
+		rc = evs__ix_batch_at(s->lix, next, &b);
 		if (rc == EVS_ENOTFOUND)
 			c.same = false;
 	}
@@ -231,7 +226,13 @@ static int admit(evs_store *s, evs__req *r, bool *done)
 	r->head = h;
 	if (r->ids_given) {
 		uint64_t pos;
-		rc = evs__ix_find_id(s->wix, r->ids, &pos);
+		/* The ids of acknowledged appends the indexer has not written
+		 * yet must be found too: let it catch up first.  Only appends
+		 * that bring their own ids pay this. */
+		rc = evs__indexer_wait(s, atomic_load(&s->visible));
+		if (rc)
+			return rc;
+		rc = evs__ix_find_id(s->lix, r->ids, &pos);
 		if (rc == 0) {
 			*done = true;
 			return check_idempotent(s, r, pos);
@@ -240,7 +241,7 @@ static int admit(evs_store *s, evs__req *r, bool *done)
 			return rc;
 		/* The other ids must be new too. */
 		for (uint32_t i = 1; i < r->count; i++) {
-			rc = evs__ix_find_id(s->wix, r->ids + 16 * i, &pos);
+			rc = evs__ix_find_id(s->lix, r->ids + 16 * i, &pos);
 			if (rc == 0) {
 				char idt[37];
 				evs_uuid_format(idt, r->ids + 16 * i);
@@ -293,6 +294,7 @@ static int roll(evs_store *s)
 		return fail_store(s, rc);
 	s->wseg = s->next_position;
 	s->woff = EVS__SEG_HDR;
+	s->wsize = s->opts.segment_size;
 	rc = evs__store_add_segment(s, s->wseg);
 	if (rc)
 		return fail_store(s, rc);
@@ -301,7 +303,7 @@ static int roll(evs_store *s)
 
 static uint64_t seg_room(const evs_store *s)
 {
-	return s->opts.segment_size - EVS__SEAL_SIZE - s->woff;
+	return s->wsize - EVS__SEAL_SIZE - s->woff;
 }
 
 /* Zeroes [from, from+len) of the active segment after a failed write, so
@@ -320,32 +322,51 @@ static void cut_back(evs_store *s, uint64_t from, size_t len)
 	evs__os_table.fdatasync(s->wfd);
 }
 
-static int index_group(evs_store *s, evs__req **grp, size_t n)
+/*
+ * Hands the group's accepted batches to the indexer (copying what it needs:
+ * the requests' buffers belong to their threads) and publishes the new
+ * acknowledged head.
+ */
+static int queue_for_index(evs_store *s, evs__req **grp, size_t n)
 {
-	int rc = evs__ix_begin(s->wix, true);
+	size_t nacc = 0, extra = 0;
+	evs__pgroup *g;
+	uint8_t *area;
 
-	for (size_t k = 0; k < n && !rc; k++) {
+	for (size_t k = 0; k < n; k++) {
+		if (!grp[k]->accepted)
+			continue;
+		nacc++;
+		extra += 16u * grp[k]->count + (grp[k]->new_stream ? grp[k]->stream_len + 1 : 0);
+	}
+	g = evs__pgroup_new(nacc, extra, &area);
+	if (!g)
+		return evs__err(EVS_ENOMEM, "store %s: out of memory queueing %zu batches for "
+				"the index", s->dir, nacc);
+	for (size_t k = 0; k < n; k++) {
 		evs__req *r = grp[k];
 		evs__batch_ref b;
+		const char *name = NULL;
+		uint8_t *ids;
 
 		if (!r->accepted)
 			continue;
 		b = (evs__batch_ref){ r->res.first_position, r->res.first_version, r->count,
 				      s->wseg, r->off, (uint32_t)r->len, r->head->id };
-		if (r->new_stream)
-			rc = evs__ix_put_stream(s->wix, r->head->id, r->stream, r->stream_len,
-						(int64_t)evs__get64(r->buf + EVS__BATCH_HDR +
-								    r->stream_len + 1 + 20));
-		if (!rc)
-			rc = evs__ix_put_batch(s->wix, r->head->id, &b);
-		for (uint32_t i = 0; i < r->count && !rc; i++)
-			rc = evs__ix_put_id(s->wix, r->ids + 16 * i, r->res.first_position + i);
+		ids = area;
+		memcpy(ids, r->ids, 16u * r->count);
+		area += 16u * r->count;
+		if (r->new_stream) {
+			memcpy(area, r->stream, r->stream_len);
+			area[r->stream_len] = 0;
+			name = (const char *)area;
+			area += r->stream_len + 1;
+		}
+		evs__pgroup_add(g, &b, (int64_t)evs__get64(r->buf + EVS__BATCH_HDR +
+							   r->stream_len + 1 + 20),
+				name, (uint32_t)r->stream_len, ids);
 	}
-	if (!rc)
-		rc = evs__ix_commit(s->wix);
-	if (rc)
-		evs__ix_rollback(s->wix);
-	return rc;
+	return evs__indexer_push(s, g, s->next_position - 1);
 }
 
 /* Does an id of `r` appear in an earlier request of the group? */
@@ -458,7 +479,7 @@ static size_t lead(evs_store *s, evs__req **grp, size_t n)
 		goto io_failed;
 	}
 	s->woff += total;
-	rc = index_group(s, grp, taken);
+	rc = queue_for_index(s, grp, taken);
 	if (rc) {
 		/* The events are durable in the log and will be indexed at the
 		 * next open; the store cannot go on without its index. */
@@ -468,7 +489,6 @@ static size_t lead(evs_store *s, evs__req **grp, size_t n)
 				req_fail(grp[k], rc);
 		return taken;
 	}
-	atomic_store(&s->visible, s->next_position - 1);
 	for (size_t k = 0; k < taken; k++)
 		if (grp[k]->accepted)
 			grp[k]->rc = 0;

@@ -34,6 +34,10 @@
 #include "internal.h"
 #include "testutil.h"
 
+/* Segments of 1 MiB rather than the default 64: each store writes its first
+ * segment whole, and the suite makes many stores. */
+#define TEST_SEG (1u << 20)
+
 static char *g_dir;      /* this test's store directory */
 static evs_store *g_s;   /* its handle, closed by the teardown */
 
@@ -340,7 +344,23 @@ static void uuid_of(uint8_t id[16], unsigned seed)
 	id[8] = (uint8_t)(0x80 | (id[8] & 0x3f));
 }
 
-static int verify_clean(evs_store *s);
+static void count_report(const char *problem, void *ctx)
+{
+	int *n = ctx;
+
+	fprintf(stderr, "verify: %s\n", problem);
+	(*n)++;
+}
+
+/* evs_verify's code, after asserting it reported no problem. */
+static int verify_clean(evs_store *s)
+{
+	int reports = 0;
+	int rc = evs_verify(s, count_report, NULL, &reports);
+
+	ck_assert_int_eq(reports, 0);
+	return rc;
+}
 
 /* ---- fixtures ---- */
 
@@ -353,7 +373,7 @@ static void setup_dir(void)
 static void setup_store(void)
 {
 	setup_dir();
-	g_s = tu_open(g_dir, 0, 0);
+	g_s = tu_open(g_dir, TEST_SEG, 0);
 	ck_assert_ptr_nonnull(g_s);
 }
 
@@ -377,6 +397,7 @@ START_TEST(test_open_create)
 
 	/* An empty existing directory becomes a store. */
 	o.create = 1;
+	o.segment_size = TEST_SEG;
 	ck_assert_int_eq(evs_open(&g_s, g_dir, &o), 0);
 	ck_assert_ptr_nonnull(g_s);
 	p = path_in(g_dir, "log");
@@ -419,7 +440,8 @@ START_TEST(test_open_reopen)
 	evs_stats st;
 	char *before;
 
-	g_s = tu_open(g_dir, 0, 1);
+	o.segment_size = TEST_SEG;
+	g_s = tu_open(g_dir, TEST_SEG, 1);
 	ck_assert_ptr_nonnull(g_s);
 	ck_assert_int_eq(evs_append(g_s, "acct-1", EVS_EXPECT_NO_STREAM, e, 2, &r), 0);
 	add1(g_s, "acct-2", "Opened", "{}");
@@ -460,6 +482,16 @@ START_TEST(test_open_missing)
 	ck_assert_ptr_null(s);
 	ck_assert_errmsg_has(missing);
 	ck_assert(!exists(missing));
+
+	/* An empty directory is a store not made yet (create would make it
+	 * there): without create, not found, and left empty. */
+	ck_assert_int_eq(evs_open(&s, g_dir, &o), EVS_ENOTFOUND);
+	ck_assert_ptr_null(s);
+	{
+		char *log = path_in(g_dir, "log");
+		ck_assert(!exists(log));
+		free(log);
+	}
 
 	o.read_only = 1;
 	ck_assert_int_eq(evs_open(&s, missing, &o), EVS_ENOTFOUND);
@@ -572,6 +604,7 @@ START_TEST(test_open_locked)
 
 	o.create = 1;
 	o.durability = EVS_DURABILITY_NONE;
+	o.segment_size = TEST_SEG;
 	ck_assert_int_eq(evs_open(&g_s, g_dir, &o), 0);
 	add1(g_s, "lock-1", "A", "{}");
 
@@ -656,10 +689,10 @@ START_TEST(test_close_null)
 	evs_close(NULL);
 	evs_free(NULL);
 	/* A closed handle's lock is released: a new writer gets in. */
-	g_s = tu_open(g_dir, 0, 0);
+	g_s = tu_open(g_dir, TEST_SEG, 0);
 	ck_assert_ptr_nonnull(g_s);
 	evs_close(g_s);
-	g_s = tu_open(g_dir, 0, 0);
+	g_s = tu_open(g_dir, TEST_SEG, 0);
 	ck_assert_ptr_nonnull(g_s);
 }
 END_TEST
@@ -999,8 +1032,6 @@ START_TEST(test_read_all)
 	f.category = "user";
 	ck_assert_int_eq(rd_all(&c, g_s, 0, 0, &f), 0);
 	ck_assert_uint_eq(c.n, 0);
-
-	/* On an empty store, nothing at all. */
 	coll_free(&c);
 }
 END_TEST
@@ -1013,6 +1044,7 @@ START_TEST(test_read_all_empty)
 	ck_assert_uint_eq(c.n, 0);
 	ck_assert_int_eq(rd_all(&c, g_s, 5, 3, NULL), 0);
 	ck_assert_uint_eq(c.n, 0);
+	coll_free(&c);
 }
 END_TEST
 
@@ -1248,7 +1280,7 @@ START_TEST(test_idem_across_reopen)
 	ck_assert_uint_eq(r.first_position, 4);
 	snap_take(&before, g_s);
 	evs_close(g_s);
-	g_s = tu_open(g_dir, 0, 0);
+	g_s = tu_open(g_dir, TEST_SEG, 0);
 	ck_assert_ptr_nonnull(g_s);
 	snap_same(&before, g_s);
 
@@ -1533,7 +1565,7 @@ START_TEST(test_limits_accepted)
 {
 	char *name = repeat('n', 255), *type = repeat('T', 255);
 	char *full = json_of_size(VAL_MAX_EVENT - 4), *half = json_of_size(1000);
-	char *chunk = json_of_size(1900);
+	char *chunk = json_of_size(1900), *meta = json_of_size(VAL_MAX_EVENT - 4 - 2);
 	evs_new_event e[8];
 	evs_append_result r;
 	evs_stats st;
@@ -1552,9 +1584,8 @@ START_TEST(test_limits_accepted)
 	e[0] = mkev("Good", full);
 	ck_assert_int_eq(evs_append(g_s, "big-1", EVS_EXPECT_ANY, e, 1, &r), 0);
 	e[0].data = "{}";
-	e[0].metadata = json_of_size(VAL_MAX_EVENT - 4 - 2);
+	e[0].metadata = meta;
 	ck_assert_int_eq(evs_append(g_s, "big-1", EVS_EXPECT_ANY, e, 1, &r), 0);
-	free((char *)e[0].metadata);
 	ck_assert_uint_eq(r.last_version, 2);
 
 	/* Multibyte UTF-8 names, and a category of them. */
@@ -1579,6 +1610,7 @@ START_TEST(test_limits_accepted)
 	free(full);
 	free(half);
 	free(chunk);
+	free(meta);
 	coll_free(&c);
 }
 END_TEST
@@ -1634,10 +1666,18 @@ START_TEST(test_segment_roll)
 	uint64_t versions[NSTREAMS] = { 0 };
 	size_t total = 0;
 	evs_stats st;
+	evs_store *ro;
 	int call = 0;
 
 	ck_assert_ptr_nonnull(want);
 	g_s = open_with(g_dir, EVS_MIN_SEGMENT_SIZE, 0);
+	add1(g_s, "roll-0", "Rolled", "{\"first\":true}");
+	versions[0] = 1;
+	strcpy(want[0].data, "{\"first\":true}");
+	want[0].version = 1;
+	total = 1;
+	/* A reader opened now must follow the writer into new segments. */
+	ro = open_read_only(g_dir);
 	while (total < TOTAL) {
 		int k = call % NSTREAMS;
 		size_t n = call % 4 == 3 ? 3 : 1;
@@ -1670,9 +1710,11 @@ START_TEST(test_segment_roll)
 	ck_assert_int_eq(evs_stats_get(&st, g_s), 0);
 	ck_assert_uint_eq(st.segments, tu_segment_count(g_dir));
 	ck_assert_uint_eq(st.head_position, TOTAL);
-	ck_assert_uint_eq(st.batches, (uint64_t)call);
+	ck_assert_uint_eq(st.batches, (uint64_t)call + 1);
 	check_against(g_s, want, total, NSTREAMS);
 	ck_assert_int_eq(verify_clean(g_s), 0);
+	check_against(ro, want, total, NSTREAMS);
+	evs_close(ro);
 
 	evs_close(g_s);
 	g_s = open_with(g_dir, EVS_MIN_SEGMENT_SIZE, 0);
@@ -1692,6 +1734,59 @@ START_TEST(test_segment_roll)
 		coll_free(&c);
 	}
 	free(want);
+}
+END_TEST
+
+/*
+ * Reopening with another segment_size: the open segment keeps the size its
+ * header records (or the open is refused as invalid).  Either way every
+ * acknowledged event must be in the log where a rebuild finds it.
+ */
+START_TEST(test_reopen_other_segment_size)
+{
+	evs_options o = EVS_OPTIONS_INIT;
+	evs_stats st;
+	char *dump0, *dump1, *p;
+	int rc;
+
+	g_s = open_with(g_dir, EVS_MIN_SEGMENT_SIZE, 0);
+	for (int i = 0; i < 5; i++)
+		add1(g_s, "resize-1", "Small", "{\"seg\":4096}");
+	evs_close(g_s);
+	g_s = NULL;
+
+	o.durability = EVS_DURABILITY_NONE;
+	o.segment_size = TEST_SEG;
+	rc = evs_open(&g_s, g_dir, &o);
+	ck_assert_msg(rc == 0 || rc == EVS_EINVAL, "open: %s: %s", evs_errname(rc),
+		      evs_errmsg());
+	if (rc == EVS_EINVAL)
+		return;
+	for (int i = 0; i < 100; i++) {
+		char data[160];
+		snprintf(data, sizeof(data), "{\"i\":%d,\"pad\":\"%0100d\"}", i, i);
+		add1(g_s, "resize-1", "Big", data);
+	}
+	ck_assert_int_eq(verify_clean(g_s), 0);
+	dump0 = tu_dump(g_s);
+	ck_assert_ptr_nonnull(dump0);
+	evs_close(g_s);
+	g_s = NULL;
+
+	static const char *const files[] = { "index.db", "index.db-wal", "index.db-shm" };
+	for (size_t i = 0; i < 3; i++) {
+		p = path_in(g_dir, files[i]);
+		unlink(p);
+		free(p);
+	}
+	ck_assert_int_eq(evs_open(&g_s, g_dir, &o), 0);
+	ck_assert_int_eq(evs_stats_get(&st, g_s), 0);
+	ck_assert_uint_eq(st.head_position, 105);
+	dump1 = tu_dump(g_s);
+	ck_assert_str_eq(dump1, dump0);
+	ck_assert_int_eq(verify_clean(g_s), 0);
+	free(dump0);
+	free(dump1);
 }
 END_TEST
 
@@ -1797,6 +1892,66 @@ static int t_scan(const evs_event *ev, void *ctx)
 	return 0;
 }
 
+/* A reader beside the writers: every $all read it makes must be dense from
+ * position 1, with each stream's versions dense (DESIGN.md invariant 3). */
+typedef struct treader {
+	evs_store *s;
+	atomic_int *stop;
+	uint64_t reads, max_head;
+	char err[256];
+} treader;
+
+typedef struct tdense {
+	treader *r;
+	uint64_t next;
+	uint64_t last_version[T_STREAMS];
+} tdense;
+
+static int t_dense(const evs_event *ev, void *ctx)
+{
+	tdense *d = ctx;
+	int idx, n = 0, k = -1;
+
+	if (sscanf(ev->stream, "shared-%d%n", &idx, &n) == 1 && ev->stream[n] == '\0')
+		k = idx;
+	else if (sscanf(ev->stream, "own-%d%n", &idx, &n) == 1 && ev->stream[n] == '\0')
+		k = T_SHARED + idx;
+	if (ev->position != d->next || k < 0 || k >= T_STREAMS ||
+	    ev->version != d->last_version[k] + 1) {
+		snprintf(d->r->err, sizeof(d->r->err),
+			 "read %llu: position %llu (expected %llu), stream %s version %llu",
+			 (unsigned long long)d->r->reads, (unsigned long long)ev->position,
+			 (unsigned long long)d->next, ev->stream,
+			 (unsigned long long)ev->version);
+		return 1;
+	}
+	d->last_version[k] = ev->version;
+	d->next++;
+	return 0;
+}
+
+static void *t_reader(void *arg)
+{
+	treader *r = arg;
+
+	while (!atomic_load(r->stop) && !r->err[0]) {
+		tdense d;
+		int rc;
+
+		memset(&d, 0, sizeof(d));
+		d.r = r;
+		d.next = 1;
+		rc = evs_read_all(r->s, 0, 0, NULL, t_dense, &d);
+		if (rc && !r->err[0])
+			snprintf(r->err, sizeof(r->err), "read_all: %s: %s", evs_errname(rc),
+				 evs_errmsg());
+		if (d.next - 1 > r->max_head)
+			r->max_head = d.next - 1;
+		r->reads++;
+	}
+	return NULL;
+}
+
 static int cmp_id(const void *a, const void *b)
 {
 	return memcmp(a, b, 16);
@@ -1805,8 +1960,10 @@ static int cmp_id(const void *a, const void *b)
 static void run_threads(int sync)
 {
 	tctx *ctx = calloc(T_THREADS, sizeof(*ctx));
-	pthread_t th[T_THREADS];
+	pthread_t th[T_THREADS], rth;
 	pthread_barrier_t start;
+	atomic_int stop = 0;
+	treader reader;
 	uint64_t total = 0;
 	tscan sc;
 	evs_stats st;
@@ -1814,8 +1971,12 @@ static void run_threads(int sync)
 	coll c = { 0 };
 
 	ck_assert_ptr_nonnull(ctx);
-	g_s = tu_open(g_dir, 0, sync);
+	g_s = tu_open(g_dir, TEST_SEG, sync);
 	ck_assert_ptr_nonnull(g_s);
+	memset(&reader, 0, sizeof(reader));
+	reader.s = g_s;
+	reader.stop = &stop;
+	ck_assert_int_eq(pthread_create(&rth, NULL, t_reader, &reader), 0);
 	pthread_barrier_init(&start, NULL, T_THREADS);
 	for (int t = 0; t < T_THREADS; t++) {
 		ctx[t].s = g_s;
@@ -1825,7 +1986,11 @@ static void run_threads(int sync)
 	}
 	for (int t = 0; t < T_THREADS; t++)
 		pthread_join(th[t], NULL);
+	atomic_store(&stop, 1);
+	pthread_join(rth, NULL);
 	pthread_barrier_destroy(&start);
+	ck_assert_msg(reader.err[0] == '\0', "concurrent reader: %s", reader.err);
+	ck_assert_uint_gt(reader.reads, 0);
 
 	for (int t = 0; t < T_THREADS; t++) {
 		ck_assert_msg(ctx[t].errmsg[0] == '\0', "%s", ctx[t].errmsg);
@@ -2185,7 +2350,7 @@ START_TEST(test_stats)
 
 	/* A clean reopen recovers nothing and reports the same. */
 	evs_close(g_s);
-	g_s = tu_open(g_dir, 0, 0);
+	g_s = tu_open(g_dir, TEST_SEG, 0);
 	ck_assert_ptr_nonnull(g_s);
 	ck_assert_int_eq(evs_stats_get(&st, g_s), 0);
 	ck_assert_uint_eq(st.head_position, 6);
@@ -2346,8 +2511,6 @@ START_TEST(test_error_names)
 }
 END_TEST
 
-static int count_report(const char *problem, void *ctx);
-
 START_TEST(test_verify)
 {
 	int reports = 0;
@@ -2479,31 +2642,6 @@ START_TEST(test_index_rebuild)
 }
 END_TEST
 
-/* ============================================================== verify */
-
-static int count_report(const char *problem, void *ctx)
-{
-	int *n = ctx;
-
-	fprintf(stderr, "verify: %s\n", problem);
-	(*n)++;
-	return 0;
-}
-
-static void report_line(const char *problem, void *ctx)
-{
-	count_report(problem, ctx);
-}
-
-static int verify_clean(evs_store *s)
-{
-	int reports = 0;
-	int rc = evs_verify(s, report_line, NULL, &reports);
-
-	ck_assert_int_eq(reports, 0);
-	return rc;
-}
-
 /* ================================================================ suite */
 
 static Suite *store_suite(void)
@@ -2565,6 +2703,7 @@ static Suite *store_suite(void)
 	tc = tcase_create("segments");
 	tcase_add_checked_fixture(tc, setup_dir, teardown);
 	tcase_add_test(tc, test_segment_roll);
+	tcase_add_test(tc, test_reopen_other_segment_size);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("threads");

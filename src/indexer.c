@@ -1,0 +1,320 @@
+/*
+ * indexer.c: the index pipeline and the published head.
+ *
+ * The writer acknowledges an append once its batch is durable in the log;
+ * recording it in index.db is taken off that path.  The leader hands each
+ * durable group to the indexer thread (evs__indexer_push), which writes
+ * whatever has gathered in one SQLite transaction while the next group is
+ * being written and synced.  So the SQLite work is shared by many groups
+ * and never sits between one group's fdatasync and the next.
+ *
+ * Readers still see every acknowledged event: an in-process read first
+ * waits until the index covers the acknowledged head it starts from
+ * (evs__store_read_begin), which is at most one index transaction away.
+ * Readers in other processes find the writer's acknowledged head in the
+ * LOCK file, which the writer maps shared and updates after every group
+ * (no system call); they poll the index until it covers that head, every
+ * 200 us, for at most EVS__READ_WAIT_MS (then EVS_ETIMEOUT).  If no writer
+ * holds the lock, there is nothing to wait for.
+ *
+ * If the index cannot be written, the store fails (appends get
+ * EVS_EFAILED); the acknowledged events are durable in the log and the
+ * next open indexes them.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store.h"
+
+#define EVS__READ_WAIT_MS 5000
+/* Back-pressure: the leader waits when this many batches await indexing. */
+#define MAX_PENDING_BATCHES 65536
+#define SHARED_MAGIC 0x4845414453564531ull /* "1EVSDAEH" */
+
+typedef struct pentry {
+	evs__batch_ref ref;
+	int64_t created_us;
+	const char *stream;     /* into the group's block; NULL if not new */
+	uint32_t stream_len;
+	const uint8_t *ids;     /* ref.count ids, into the group's block */
+} pentry;
+
+struct evs__pgroup {
+	evs__pgroup *next;
+	size_t n;
+	uint64_t last_position;
+	pentry e[];
+};
+
+evs__pgroup *evs__pgroup_new(size_t n, size_t extra, uint8_t **area)
+{
+	evs__pgroup *g = evs__malloc(sizeof(*g) + n * sizeof(pentry) + extra);
+
+	if (!g)
+		return NULL;
+	g->next = NULL;
+	g->n = 0;
+	g->last_position = 0;
+	*area = (uint8_t *)&g->e[n];
+	return g;
+}
+
+void evs__pgroup_add(evs__pgroup *g, const evs__batch_ref *ref, int64_t created_us,
+		     const char *new_stream, uint32_t stream_len, const uint8_t *ids)
+{
+	pentry *e = &g->e[g->n++];
+
+	e->ref = *ref;
+	e->created_us = created_us;
+	e->stream = new_stream;
+	e->stream_len = stream_len;
+	e->ids = ids;
+	g->last_position = ref->position + ref->count - 1;
+}
+
+static void groups_free(evs__pgroup *g)
+{
+	while (g) {
+		evs__pgroup *next = g->next;
+		evs__free(g);
+		g = next;
+	}
+}
+
+static int index_groups(evs_store *s, evs__pgroup *g)
+{
+	int rc = evs__ix_begin(s->wix, true);
+
+	for (; g && !rc; g = g->next) {
+		for (size_t k = 0; k < g->n && !rc; k++) {
+			const pentry *e = &g->e[k];
+			if (e->stream)
+				rc = evs__ix_put_stream(s->wix, e->ref.stream_id, e->stream,
+							e->stream_len, e->created_us);
+			if (!rc)
+				rc = evs__ix_put_batch(s->wix, e->ref.stream_id, &e->ref);
+			for (uint32_t i = 0; i < e->ref.count && !rc; i++)
+				rc = evs__ix_put_id(s->wix, e->ids + 16 * i, e->ref.position + i);
+		}
+	}
+	if (!rc)
+		rc = evs__ix_commit(s->wix);
+	if (rc)
+		evs__ix_rollback(s->wix);
+	return rc;
+}
+
+static void *indexer_main(void *arg)
+{
+	evs_store *s = arg;
+
+	pthread_mutex_lock(&s->ix_mu);
+	for (;;) {
+		evs__pgroup *work, *last;
+		int rc;
+
+		while (!s->pq_head && !s->ix_stop)
+			pthread_cond_wait(&s->ix_work, &s->ix_mu);
+		if (!s->pq_head)
+			break;
+		work = s->pq_head;
+		last = s->pq_tail;
+		s->pq_head = s->pq_tail = NULL;
+		s->pq_batches = 0;
+		rc = s->ix_failed;
+		pthread_mutex_unlock(&s->ix_mu);
+
+		if (!rc)
+			rc = index_groups(s, work);
+
+		pthread_mutex_lock(&s->ix_mu);
+		if (rc) {
+			if (!s->ix_failed) {
+				s->ix_failed = rc;
+				snprintf(s->ix_errmsg, sizeof(s->ix_errmsg), "%s", evs_errmsg());
+			}
+			int expected = 0;
+			atomic_compare_exchange_strong(&s->failed, &expected, rc);
+		} else {
+			atomic_store(&s->indexed, last->last_position);
+		}
+		pthread_cond_broadcast(&s->ix_done);
+		pthread_mutex_unlock(&s->ix_mu);
+		groups_free(work);
+		pthread_mutex_lock(&s->ix_mu);
+	}
+	pthread_mutex_unlock(&s->ix_mu);
+	return NULL;
+}
+
+int evs__indexer_start(evs_store *s)
+{
+	pthread_mutex_init(&s->ix_mu, NULL);
+	pthread_cond_init(&s->ix_work, NULL);
+	pthread_cond_init(&s->ix_done, NULL);
+	s->ix_init = true;
+	atomic_store(&s->indexed, atomic_load(&s->visible));
+	if (pthread_create(&s->ix_thread, NULL, indexer_main, s) != 0)
+		return evs__err(EVS_ENOMEM, "store %s: cannot start the indexer thread", s->dir);
+	s->ix_running = true;
+	return 0;
+}
+
+void evs__indexer_stop(evs_store *s)
+{
+	if (!s->ix_init)
+		return;
+	if (s->ix_running) {
+		pthread_mutex_lock(&s->ix_mu);
+		s->ix_stop = true;
+		pthread_cond_signal(&s->ix_work);
+		pthread_mutex_unlock(&s->ix_mu);
+		pthread_join(s->ix_thread, NULL);
+		s->ix_running = false;
+	}
+	groups_free(s->pq_head);
+	s->pq_head = s->pq_tail = NULL;
+	pthread_mutex_destroy(&s->ix_mu);
+	pthread_cond_destroy(&s->ix_work);
+	pthread_cond_destroy(&s->ix_done);
+	s->ix_init = false;
+}
+
+int evs__indexer_push(evs_store *s, evs__pgroup *g, uint64_t acked)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&s->ix_mu);
+	while (s->pq_batches >= MAX_PENDING_BATCHES && !s->ix_failed)
+		pthread_cond_wait(&s->ix_done, &s->ix_mu);
+	if (s->pq_tail)
+		s->pq_tail->next = g;
+	else
+		s->pq_head = g;
+	s->pq_tail = g;
+	s->pq_batches += g->n;
+	atomic_store(&s->visible, acked);
+	if (s->shared)
+		atomic_store_explicit(&s->shared[0], acked, memory_order_release);
+	pthread_cond_signal(&s->ix_work);
+	pthread_mutex_unlock(&s->ix_mu);
+	return rc;
+}
+
+int evs__indexer_wait(evs_store *s, uint64_t target)
+{
+	int rc = 0;
+
+	if (!s->ix_init || atomic_load(&s->indexed) >= target)
+		return 0;
+	pthread_mutex_lock(&s->ix_mu);
+	while (atomic_load(&s->indexed) < target && !s->ix_failed)
+		pthread_cond_wait(&s->ix_done, &s->ix_mu);
+	if (atomic_load(&s->indexed) < target)
+		rc = evs__err(EVS_EFAILED, "store %s: the index could not be written (%s); "
+			      "acknowledged events past position %" PRIu64
+			      " are in the log and will be indexed when the store is reopened",
+			      s->dir, s->ix_errmsg, atomic_load(&s->indexed));
+	pthread_mutex_unlock(&s->ix_mu);
+	return rc;
+}
+
+/* ---- the head published in LOCK ---- */
+
+int evs__shared_map(evs_store *s, int fd, bool writer)
+{
+	struct stat st;
+	void *p;
+
+	if (fstat(fd, &st) != 0)
+		return -1;
+	if (writer && st.st_size < 4096 && ftruncate(fd, 4096) != 0)
+		return -1;
+	if (!writer && st.st_size < 16)
+		return -1;
+	p = mmap(NULL, 4096, writer ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return -1;
+	s->shared = p;
+	if (writer) {
+		atomic_store(&s->shared[0], atomic_load(&s->visible));
+		atomic_store(&s->shared[1], SHARED_MAGIC);
+	}
+	return 0;
+}
+
+void evs__shared_unmap(evs_store *s)
+{
+	if (s->shared)
+		munmap((void *)s->shared, 4096);
+	s->shared = NULL;
+}
+
+/* Does some process hold the writer's lock on LOCK? */
+static bool writer_alive(evs_store *s)
+{
+	struct flock fl;
+
+	if (s->lock_fd < 0)
+		return false;
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_RDLCK;
+	fl.l_whence = SEEK_SET;
+	if (fcntl(s->lock_fd, F_OFD_GETLK, &fl) != 0)
+		return false;
+	return fl.l_type != F_UNLCK;
+}
+
+int evs__store_read_begin(evs_store *s, evs__ix **ix_out, uint64_t *head)
+{
+	evs__ix *ix;
+	uint64_t target = 0, h = 0;
+	int rc;
+
+	if (!s->read_only) {
+		target = atomic_load(&s->visible);
+		rc = evs__indexer_wait(s, target);
+		if (rc)
+			return rc;
+	} else if (s->shared &&
+		   atomic_load_explicit(&s->shared[1], memory_order_acquire) == SHARED_MAGIC) {
+		target = atomic_load_explicit(&s->shared[0], memory_order_acquire);
+	}
+	ix = evs__store_ix_get(s);
+	if (!ix)
+		return EVS_EIO;
+	if (s->read_only) {
+		/* Poll until the writer's indexer covers its acknowledged head. */
+		struct timespec nap = { 0, 200000 };
+		for (int waited_us = 0;; waited_us += 200) {
+			rc = evs__ix_head(ix, &h);
+			if (rc || h >= target || !writer_alive(s))
+				break;
+			if (waited_us >= EVS__READ_WAIT_MS * 1000) {
+				rc = evs__err(EVS_ETIMEOUT, "store %s: the index stayed behind the "
+					      "writer's acknowledged position %" PRIu64 " (at %" PRIu64
+					      ") for %d ms", s->dir, target, h, EVS__READ_WAIT_MS);
+				break;
+			}
+			nanosleep(&nap, NULL);
+		}
+	}
+	if (!rc)
+		rc = evs__ix_begin(ix, false);
+	if (!rc && s->read_only)
+		rc = evs__ix_head(ix, &h);
+	if (rc) {
+		evs__store_ix_put(s, ix);
+		return rc;
+	}
+	*head = s->read_only ? h : target;
+	*ix_out = ix;
+	return 0;
+}
