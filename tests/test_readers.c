@@ -1,0 +1,180 @@
+/*
+ * test_readers.c: readers in other processes.
+ *
+ * A writer process appends while a read-only handle in this process reads:
+ * every event the writer had acknowledged before a read started must be
+ * in that read (the index is written behind the log, so the reader has to
+ * wait for it to catch up with the head the writer publishes in LOCK).
+ * When the writer is gone, a reader does not wait for it.
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define EVENTS 2000
+
+static int last_position(const evs_event *ev, void *ctx)
+{
+	*(uint64_t *)ctx = ev->position;
+	return 0;
+}
+
+static void writer_child(const char *dir, int fd, bool sync_each)
+{
+	evs_store *s = tu_open(dir, 64 * 1024, sync_each);
+
+	if (!s)
+		_exit(2);
+	for (int i = 1; i <= EVENTS; i++) {
+		char data[64];
+		snprintf(data, sizeof(data), "{\"i\":%d}", i);
+		evs_new_event ev = { "Seen", data, NULL, NULL, 0 };
+		evs_append_result r;
+		if (evs_append(s, i % 2 ? "left-1" : "right-1", EVS_EXPECT_ANY, &ev, 1, &r) != 0)
+			_exit(3);
+		if (write(fd, &r.first_position, 8) != 8)
+			_exit(4);
+	}
+	/* stay alive (holding the lock) until told to go */
+	char c;
+	if (read(0, &c, 1) < 0)
+		_exit(5);
+	evs_close(s);
+	_exit(0);
+}
+
+START_TEST(test_sees_acknowledged)
+{
+	char *dir = tu_mkdtemp();
+	int acks[2], go[2];
+	evs_store *w = tu_open(dir, 64 * 1024, 0); /* create it */
+
+	evs_close(w);
+	ck_assert_int_eq(pipe(acks), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(acks[0]);
+		dup2(go[0], 0);
+		writer_child(dir, acks[1], _i);
+	}
+	close(acks[1]);
+	close(go[0]);
+
+	evs_options o = EVS_OPTIONS_INIT;
+	evs_store *r = NULL;
+	o.read_only = 1;
+	ck_assert_int_eq(evs_open(&r, dir, &o), 0);
+	uint64_t acked;
+	int reads = 0;
+	while (read(acks[0], &acked, 8) == 8) {
+		/* every 7th ack, read: the acknowledged position must be there */
+		if (acked % 7 && acked != EVENTS)
+			continue;
+		uint64_t seen = 0;
+		ck_assert_int_eq(evs_read_all(r, acked, 1, NULL, last_position, &seen), 0);
+		ck_assert_uint_eq(seen, acked);
+		evs_stream_info info;
+		ck_assert_int_eq(evs_stream_info_get(&info, r, acked % 2 ? "left-1" : "right-1"), 0);
+		ck_assert_uint_ge(info.last_position, acked);
+		reads++;
+		if (acked == EVENTS)
+			break;
+	}
+	ck_assert_int_gt(reads, EVENTS / 7 - 1);
+	ck_assert_int_eq(write(go[1], "x", 1), 1);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	int n = 0;
+	ck_assert_int_eq(evs_read_all(r, 1, 0, NULL, tu_count_cb, &n), 0);
+	ck_assert_int_eq(n, EVENTS);
+	evs_close(r);
+	close(acks[0]);
+	close(go[1]);
+	tu_rmdir(dir);
+	free(dir);
+}
+END_TEST
+
+/* The writer is killed: readers neither hang nor fail. */
+START_TEST(test_dead_writer_no_wait)
+{
+	char *dir = tu_mkdtemp();
+	int acks[2], go[2];
+	evs_store *w = tu_open(dir, 64 * 1024, 0);
+
+	evs_close(w);
+	ck_assert_int_eq(pipe(acks), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(acks[0]);
+		dup2(go[0], 0);
+		writer_child(dir, acks[1], false);
+	}
+	close(acks[1]);
+	uint64_t acked = 0, p;
+	while (acked < EVENTS && read(acks[0], &p, 8) == 8)
+		acked = p;
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+
+	evs_options o = EVS_OPTIONS_INIT;
+	evs_store *r = NULL;
+	o.read_only = 1;
+	ck_assert_int_eq(evs_open(&r, dir, &o), 0);
+	int n = 0;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ck_assert_int_eq(evs_read_all(r, 1, 0, NULL, tu_count_cb, &n), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	/* not the 5 s wait for a live writer (a generous bound, not timing) */
+	ck_assert_int_lt(t1.tv_sec - t0.tv_sec, 4);
+	ck_assert_int_le(n, EVENTS);
+	evs_close(r);
+	/* a writer's open recovers every acknowledged event */
+	w = tu_open(dir, 64 * 1024, 0);
+	ck_assert_ptr_nonnull(w);
+	n = 0;
+	ck_assert_int_eq(evs_read_all(w, 1, 0, NULL, tu_count_cb, &n), 0);
+	ck_assert_int_eq(n, EVENTS);
+	evs_close(w);
+	close(acks[0]);
+	close(go[0]);
+	close(go[1]);
+	tu_rmdir(dir);
+	free(dir);
+}
+END_TEST
+
+static Suite *readers_suite(void)
+{
+	Suite *su = suite_create("readers");
+	TCase *tc = tcase_create("processes");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_loop_test(tc, test_sees_acknowledged, 0, 2);
+	tcase_add_test(tc, test_dead_writer_no_wait);
+	suite_add_tcase(su, tc);
+	return su;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(readers_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
