@@ -6,7 +6,8 @@
  * durable group to the indexer thread (evs__indexer_push), which writes
  * whatever has gathered in one SQLite transaction while the next group is
  * being written and synced.  So the SQLite work is shared by many groups
- * and never sits between one group's fdatasync and the next.
+ * and never sits between one group's fdatasync and the next.  It waits up
+ * to INDEX_DELAY_MS for work to gather, unless someone is waiting for it.
  *
  * Readers still see every acknowledged event: an in-process read first
  * waits until the index covers the acknowledged head it starts from
@@ -14,7 +15,9 @@
  * Readers in other processes find the writer's acknowledged head in the
  * LOCK file, which the writer maps shared and updates after every group
  * (no system call); they poll the index until it covers that head, every
- * 200 us, for at most EVS__READ_WAIT_MS (then EVS_ETIMEOUT).  If no writer
+ * 200 us, for at most EVS__READ_WAIT_MS (then EVS_ETIMEOUT); they cannot
+ * hurry the indexer, so such a read can wait up to INDEX_DELAY_MS plus one
+ * index transaction.  If no writer
  * holds the lock, there is nothing to wait for.
  *
  * If the index cannot be written, the store fails (appends get
@@ -36,6 +39,18 @@
 #define EVS__READ_WAIT_MS 5000
 /* Back-pressure: the leader waits when this many batches await indexing. */
 #define MAX_PENDING_BATCHES 65536
+/*
+ * The indexer lets work gather for up to this long (or until a reader
+ * waits, or INDEX_BATCHES batches are queued) before it writes: every
+ * transaction rewrites the last pages of each index, so fewer, larger
+ * transactions write far less to the WAL, and the writes compete less with
+ * the log's fdatasync.
+ */
+#define INDEX_DELAY_MS 10
+#define INDEX_BATCHES 4096
+
+/* What the indexer thread is doing (ix_idle, under ix_mu). */
+enum { IX_BUSY, IX_IDLE, IX_GATHERING };
 #define SHARED_MAGIC 0x4845414453564531ull /* "1EVSDAEH" */
 
 typedef struct pentry {
@@ -120,10 +135,25 @@ static void *indexer_main(void *arg)
 		evs__pgroup *work, *last;
 		int rc;
 
+		s->ix_idle = IX_IDLE;
 		while (!s->pq_head && !s->ix_stop)
 			pthread_cond_wait(&s->ix_work, &s->ix_mu);
 		if (!s->pq_head)
 			break;
+		s->ix_idle = IX_GATHERING;
+		if (!s->ix_stop && !s->ix_waiters && s->pq_batches < INDEX_BATCHES) {
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_nsec += INDEX_DELAY_MS * 1000000L;
+			if (until.tv_nsec >= 1000000000L) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+			while (!s->ix_stop && !s->ix_waiters && s->pq_batches < INDEX_BATCHES &&
+			       pthread_cond_timedwait(&s->ix_work, &s->ix_mu, &until) == 0)
+				;
+		}
+		s->ix_idle = IX_BUSY;
 		work = s->pq_head;
 		last = s->pq_tail;
 		s->pq_head = s->pq_tail = NULL;
@@ -192,8 +222,12 @@ int evs__indexer_push(evs_store *s, evs__pgroup *g, uint64_t acked)
 	int rc = 0;
 
 	pthread_mutex_lock(&s->ix_mu);
-	while (s->pq_batches >= MAX_PENDING_BATCHES && !s->ix_failed)
+	while (s->pq_batches >= MAX_PENDING_BATCHES && !s->ix_failed) {
+		s->ix_waiters++;
+		pthread_cond_signal(&s->ix_work);
 		pthread_cond_wait(&s->ix_done, &s->ix_mu);
+		s->ix_waiters--;
+	}
 	if (s->pq_tail)
 		s->pq_tail->next = g;
 	else
@@ -203,7 +237,11 @@ int evs__indexer_push(evs_store *s, evs__pgroup *g, uint64_t acked)
 	atomic_store(&s->visible, acked);
 	if (s->shared)
 		atomic_store_explicit(&s->shared[0], acked, memory_order_release);
-	pthread_cond_signal(&s->ix_work);
+	/* Wake the indexer only when that changes what it does: a signal
+	 * per append would cost the append path a system call. */
+	if (s->ix_idle == IX_IDLE ||
+	    (s->ix_idle == IX_GATHERING && s->pq_batches >= INDEX_BATCHES))
+		pthread_cond_signal(&s->ix_work);
 	pthread_mutex_unlock(&s->ix_mu);
 	return rc;
 }
@@ -215,8 +253,11 @@ int evs__indexer_wait(evs_store *s, uint64_t target)
 	if (!s->ix_init || atomic_load(&s->indexed) >= target)
 		return 0;
 	pthread_mutex_lock(&s->ix_mu);
+	s->ix_waiters++;
+	pthread_cond_signal(&s->ix_work);
 	while (atomic_load(&s->indexed) < target && !s->ix_failed)
 		pthread_cond_wait(&s->ix_done, &s->ix_mu);
+	s->ix_waiters--;
 	if (atomic_load(&s->indexed) < target)
 		rc = evs__err(EVS_EFAILED, "store %s: the index could not be written (%s); "
 			      "acknowledged events past position %" PRIu64

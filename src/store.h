@@ -157,6 +157,8 @@ struct evs_store {
 	evs__pgroup *pq_head, *pq_tail;
 	size_t pq_batches;
 	int ix_failed;
+	int ix_waiters;         /* threads waiting for the index: no delay */
+	int ix_idle;            /* IX_* state of the indexer thread */
 	char ix_errmsg[512];
 	_Atomic uint64_t *shared; /* LOCK mapped: [0] acked head, [1] magic */
 

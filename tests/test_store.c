@@ -1,6 +1,7 @@
 /*
  * test_store.c: the contract of include/evstore/store.h, through the public
- * API only.
+ * API (internal.h is used only for the on-disk sizes behind an exact
+ * evs_stats.log_bytes).
  *
  *  open        create, reopen, refusals (missing, not a store, a file, bad
  *              options), the writer lock, read-only handles beside a writer;
@@ -11,9 +12,12 @@
  *  idempotency same ids again (also across a reopen) and every way of
  *              reusing an id that must be refused;
  *  validation  each input rule, each checked to leave the store unchanged;
- *  segments    many small segments written, read back, reopened, verified;
- *  threads     8 writers sharing a handle, durability none and sync, and an
- *              expected-version race;
+ *  segments    many small segments written, read back (also by a reader
+ *              opened before the rolls), reopened, verified; a reopen with
+ *              another segment_size keeps every event;
+ *  threads     8 writers sharing a handle, durability none and sync, with a
+ *              reader checking every $all read is dense; an expected-version
+ *              race;
  *  info        listings, stream info, stats, categories, UUIDs, error names;
  *  rebuild     index.db deleted and rebuilt from the log.
  *
