@@ -138,8 +138,12 @@ int evs__ix_open(evs__ix **out, const char *path, bool read_only)
 	}
 	sqlite3_busy_timeout(ix->db, 5000);
 	if (!read_only) {
+		/* Checkpoints sync, and a sync competes with the log's
+		 * fdatasync: fewer, larger ones (every 8192 pages) cost the
+		 * append path less. */
 		rc = sqlite3_exec(ix->db,
-				  "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+				  "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+				  "PRAGMA wal_autocheckpoint=8192; PRAGMA cache_size=-16384;",
 				  NULL, NULL, &errmsg);
 		if (rc == SQLITE_OK)
 			rc = sqlite3_exec(ix->db, evs__index_sql, NULL, NULL, &errmsg);

@@ -37,8 +37,11 @@
 #include "store.h"
 
 #define EVS__READ_WAIT_MS 5000
-/* Back-pressure: the leader waits when this many batches await indexing. */
+/* Back-pressure: the leader waits when this many batches or events await
+ * indexing (about a quarter second of the indexer's work), so the index
+ * never lags far behind and memory stays bounded. */
 #define MAX_PENDING_BATCHES 65536
+#define MAX_PENDING_EVENTS 262144
 /*
  * The indexer lets work gather for up to this long (or until a reader
  * waits, or INDEX_BATCHES batches are queued) before it writes: every
@@ -64,6 +67,7 @@ typedef struct pentry {
 struct evs__pgroup {
 	evs__pgroup *next;
 	size_t n;
+	size_t events;
 	uint64_t last_position;
 	pentry e[];
 };
@@ -76,6 +80,7 @@ evs__pgroup *evs__pgroup_new(size_t n, size_t extra, uint8_t **area)
 		return NULL;
 	g->next = NULL;
 	g->n = 0;
+	g->events = 0;
 	g->last_position = 0;
 	*area = (uint8_t *)&g->e[n];
 	return g;
@@ -91,6 +96,7 @@ void evs__pgroup_add(evs__pgroup *g, const evs__batch_ref *ref, int64_t created_
 	e->stream = new_stream;
 	e->stream_len = stream_len;
 	e->ids = ids;
+	g->events += ref->count;
 	g->last_position = ref->position + ref->count - 1;
 }
 
@@ -158,6 +164,7 @@ static void *indexer_main(void *arg)
 		last = s->pq_tail;
 		s->pq_head = s->pq_tail = NULL;
 		s->pq_batches = 0;
+		s->pq_events = 0;
 		rc = s->ix_failed;
 		pthread_mutex_unlock(&s->ix_mu);
 
@@ -222,7 +229,8 @@ int evs__indexer_push(evs_store *s, evs__pgroup *g, uint64_t acked)
 	int rc = 0;
 
 	pthread_mutex_lock(&s->ix_mu);
-	while (s->pq_batches >= MAX_PENDING_BATCHES && !s->ix_failed) {
+	while ((s->pq_batches >= MAX_PENDING_BATCHES || s->pq_events >= MAX_PENDING_EVENTS) &&
+	       !s->ix_failed) {
 		s->ix_waiters++;
 		pthread_cond_signal(&s->ix_work);
 		pthread_cond_wait(&s->ix_done, &s->ix_mu);
@@ -234,6 +242,7 @@ int evs__indexer_push(evs_store *s, evs__pgroup *g, uint64_t acked)
 		s->pq_head = g;
 	s->pq_tail = g;
 	s->pq_batches += g->n;
+	s->pq_events += g->events;
 	atomic_store(&s->visible, acked);
 	if (s->shared)
 		atomic_store_explicit(&s->shared[0], acked, memory_order_release);

@@ -155,7 +155,7 @@ struct evs_store {
 	pthread_mutex_t ix_mu;
 	pthread_cond_t ix_work, ix_done;
 	evs__pgroup *pq_head, *pq_tail;
-	size_t pq_batches;
+	size_t pq_batches, pq_events;
 	int ix_failed;
 	int ix_waiters;         /* threads waiting for the index: no delay */
 	int ix_idle;            /* IX_* state of the indexer thread */
