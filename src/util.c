@@ -92,9 +92,9 @@ static uint64_t rand64(void)
 	return s[1] + y;
 }
 
-void evs__uuid_v7(uint8_t out[16])
+void evs__uuid_v7(uint8_t out[16], int64_t now_us)
 {
-	uint64_t ms = (uint64_t)(evs__now_us() / 1000);
+	uint64_t ms = (uint64_t)(now_us / 1000);
 	uint64_t r1 = rand64(), r2 = rand64();
 
 	for (int i = 0; i < 6; i++)

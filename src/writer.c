@@ -504,81 +504,154 @@ io_failed:
 	return taken;
 }
 
-/* Checks and encodes the events into r->buf (no lock held). */
+static int cmp_id(const void *a, const void *b)
+{
+	return memcmp(a, b, 16);
+}
+
+/* Is any id in ids[0..n) there twice? */
+static bool has_duplicate_id(const uint8_t *ids, size_t n, size_t *i_out, size_t *j_out)
+{
+	if (n <= 64) {
+		for (size_t i = 0; i < n; i++)
+			for (size_t j = i + 1; j < n; j++)
+				if (memcmp(ids + 16 * i, ids + 16 * j, 16) == 0) {
+					*i_out = i;
+					*j_out = j;
+					return true;
+				}
+		return false;
+	}
+	uint8_t *sorted = evs__malloc(16 * n);
+	bool dup = false;
+	if (!sorted)
+		return false;
+	memcpy(sorted, ids, 16 * n);
+	qsort(sorted, n, 16, cmp_id);
+	for (size_t k = 1; k < n && !dup; k++) {
+		const uint8_t *v = sorted + 16 * k;
+		size_t first = SIZE_MAX;
+
+		if (memcmp(sorted + 16 * (k - 1), v, 16) != 0)
+			continue;
+		dup = true;
+		for (size_t i = 0; i < n; i++) {
+			if (memcmp(ids + 16 * i, v, 16) != 0)
+				continue;
+			if (first == SIZE_MAX) {
+				first = i;
+			} else {
+				*i_out = first;
+				*j_out = i;
+				break;
+			}
+		}
+	}
+	evs__free(sorted);
+	return dup;
+}
+
+/*
+ * Checks and encodes the events into r->buf, on the caller's thread with
+ * no lock held: everything per event (validation, copying, ids) happens
+ * here, so the leader's work per append is a header and a CRC.
+ */
 static int encode(evs_store *s, evs__req *r, const evs_new_event *ev, size_t n)
 {
-	size_t tl, ml, dl, len = EVS__BATCH_HDR + r->stream_len + 1, eoff;
+	size_t len = EVS__BATCH_HDR + r->stream_len + 1, eoff;
 	size_t room = s->opts.segment_size - EVS__SEG_HDR - EVS__SEAL_SIZE;
 	int64_t now = evs__now_us();
+	uint32_t lens_local[3 * 64], *lens = lens_local;
 	bool any_id = false;
-	int rc;
+	int rc = 0;
 
+	if (n > UINT32_MAX)
+		return evs__err(EVS_ETOOLARGE, "stream '%s': too many events", r->stream);
+	if (n > 64) {
+		lens = evs__malloc(3 * sizeof(*lens) * n);
+		if (!lens)
+			return evs__err(EVS_ENOMEM, "stream '%s': out of memory encoding %zu events",
+					r->stream, n);
+	}
 	for (size_t i = 0; i < n; i++) {
-		size_t bad;
+		size_t bad, tl, ml, dl;
 		const char *why = NULL;
 
-		if ((rc = evs__check_type_name(ev[i].type, &tl)) != 0)
-			return evs__err(rc, "stream '%s', event %zu: %s", r->stream, i + 1,
-					evs_errmsg());
-		if (!ev[i].data)
-			return evs__err(EVS_EINVAL, "stream '%s', event %zu: no data", r->stream,
-					i + 1);
+		if ((rc = evs__check_type_name(ev[i].type, &tl)) != 0) {
+			rc = evs__err(rc, "stream '%s', event %zu: %s", r->stream, i + 1,
+				      evs_errmsg());
+			goto out;
+		}
+		if (!ev[i].data) {
+			rc = evs__err(EVS_EINVAL, "stream '%s', event %zu: no data", r->stream, i + 1);
+			goto out;
+		}
 		dl = strlen(ev[i].data);
 		ml = ev[i].metadata ? strlen(ev[i].metadata) : 0;
-		if (tl + ml + dl > s->opts.max_event_size)
-			return evs__err(EVS_ETOOLARGE,
-					"stream '%s', event %zu: %zu bytes, over the limit of %u",
-					r->stream, i + 1, tl + ml + dl, s->opts.max_event_size);
-		if (evs__json_check_object_ex(ev[i].data, dl, &bad, &why) != 0)
-			return evs__err(EVS_EINVAL,
-					"stream '%s', event %zu: data is not a JSON object (%s at byte %zu)",
-					r->stream, i + 1, why ? why : "syntax error", bad);
-		if (ml && evs__json_check_object_ex(ev[i].metadata, ml, &bad, &why) != 0)
-			return evs__err(EVS_EINVAL,
-					"stream '%s', event %zu: metadata is not a JSON object (%s at byte %zu)",
-					r->stream, i + 1, why ? why : "syntax error", bad);
+		if (tl + ml + dl > s->opts.max_event_size) {
+			rc = evs__err(EVS_ETOOLARGE,
+				      "stream '%s', event %zu: %zu bytes, over the limit of %u",
+				      r->stream, i + 1, tl + ml + dl, s->opts.max_event_size);
+			goto out;
+		}
+		if (evs__json_check_object_ex(ev[i].data, dl, &bad, &why) != 0) {
+			rc = evs__err(EVS_EINVAL,
+				      "stream '%s', event %zu: data is not a JSON object (%s at byte %zu)",
+				      r->stream, i + 1, why ? why : "syntax error", bad);
+			goto out;
+		}
+		if (ml && evs__json_check_object_ex(ev[i].metadata, ml, &bad, &why) != 0) {
+			rc = evs__err(EVS_EINVAL,
+				      "stream '%s', event %zu: metadata is not a JSON object (%s at byte %zu)",
+				      r->stream, i + 1, why ? why : "syntax error", bad);
+			goto out;
+		}
 		len += evs__rec_size(tl, ml, dl);
-		if (len > room)
-			return evs__err(EVS_ETOOLARGE,
-					"stream '%s': the append is over %zu bytes, more than a segment of %"
-					PRIu64 " bytes holds", r->stream, len - 1, s->opts.segment_size);
+		if (len > room) {
+			rc = evs__err(EVS_ETOOLARGE,
+				      "stream '%s': the append is over %zu bytes, more than a segment of %"
+				      PRIu64 " bytes holds", r->stream, len - 1, s->opts.segment_size);
+			goto out;
+		}
+		lens[3 * i] = (uint32_t)tl;
+		lens[3 * i + 1] = (uint32_t)ml;
+		lens[3 * i + 2] = (uint32_t)dl;
 		if (ev[i].id)
 			any_id = true;
 	}
-	if (n > UINT32_MAX)
-		return evs__err(EVS_ETOOLARGE, "stream '%s': too many events", r->stream);
 	r->buf = evs__malloc(len);
 	r->ids = evs__malloc(16 * n);
-	if (!r->buf || !r->ids)
-		return evs__err(EVS_ENOMEM, "stream '%s': out of memory encoding %zu events",
-				r->stream, n);
+	if (!r->buf || !r->ids) {
+		rc = evs__err(EVS_ENOMEM, "stream '%s': out of memory encoding %zu events",
+			      r->stream, n);
+		goto out;
+	}
 	r->len = len;
 	r->count = (uint32_t)n;
 	r->ids_given = any_id;
 	eoff = EVS__BATCH_HDR + r->stream_len + 1;
 	for (size_t i = 0; i < n; i++) {
 		uint8_t *id = r->ids + 16 * i;
-		tl = strlen(ev[i].type);
-		dl = strlen(ev[i].data);
-		ml = ev[i].metadata ? strlen(ev[i].metadata) : 0;
+		uint32_t tl = lens[3 * i], ml = lens[3 * i + 1], dl = lens[3 * i + 2];
+
 		if (ev[i].id)
 			memcpy(id, ev[i].id, 16);
 		else
-			evs__uuid_v7(id);
+			evs__uuid_v7(id, now);
 		evs__rec_encode(r->buf + eoff, id, now,
 				ev[i].schema_version ? ev[i].schema_version : 1, ev[i].type, tl,
 				ev[i].metadata, ml, ev[i].data, dl);
 		eoff += evs__rec_size(tl, ml, dl);
 	}
 	/* The same id twice in one append can never be stored. */
-	if (any_id)
-		for (size_t i = 0; i < n; i++)
-			for (size_t j = i + 1; j < n; j++)
-				if (memcmp(r->ids + 16 * i, r->ids + 16 * j, 16) == 0)
-					return evs__err(EVS_EINVAL,
-							"stream '%s': events %zu and %zu have the same id",
-							r->stream, i + 1, j + 1);
-	return 0;
+	size_t di = 0, dj = 0;
+	if (any_id && has_duplicate_id(r->ids, n, &di, &dj))
+		rc = evs__err(EVS_EINVAL, "stream '%s': events %zu and %zu have the same id",
+			      r->stream, di + 1, dj + 1);
+out:
+	if (lens != lens_local)
+		evs__free(lens);
+	return rc;
 }
 
 /*

@@ -74,7 +74,7 @@ static void *child_thread(void *arg)
 			snprintf(stream, sizeof(stream), "%s", own);
 		for (uint32_t k = 0; k < n; k++) {
 			event_data(data[k], sizeof(data[k]), round_no, t, seq, k);
-			evs__uuid_v7(ids[k]);
+			evs__uuid_v7(ids[k], evs__now_us());
 			ev[k] = (evs_new_event){ "Crashed", data[k], NULL, ids[k], 0 };
 		}
 		int rc = evs_append(child_store, stream,

@@ -1401,6 +1401,36 @@ START_TEST(test_idem_refused)
 }
 END_TEST
 
+/* A long append (the sorted duplicate check) with one id at 30 and 77. */
+START_TEST(test_idem_duplicate_in_long_append)
+{
+	evs_new_event e[100];
+	uint8_t ids[100][16];
+	snap before;
+	char msg[256];
+
+	snap_take(&before, g_s);
+	for (int i = 0; i < 100; i++) {
+		memset(ids[i], 0, 16);
+		ids[i][0] = 0x42;
+		ids[i][14] = (uint8_t)(i >> 8);
+		ids[i][15] = (uint8_t)i;
+		e[i] = mkev("Many", "{}");
+		e[i].id = ids[i];
+	}
+	memcpy(ids[76], ids[29], 16);
+	ck_assert_int_eq(evs_append(g_s, "long-1", EVS_EXPECT_ANY, e, 100, NULL), EVS_EINVAL);
+	snprintf(msg, sizeof(msg), "stream 'long-1': events 30 and 77 have the same id");
+	ck_assert_msg(strstr(evs_errmsg(), msg), "message: %s", evs_errmsg());
+	snap_same(&before, g_s);
+	/* and without the duplicate it goes in whole */
+	ids[76][15] = 0xee;
+	ids[76][14] = 0xee;
+	ck_assert_int_eq(evs_append(g_s, "long-1", EVS_EXPECT_ANY, e, 100, NULL), 0);
+	snap_free(&before);
+}
+END_TEST
+
 /* ========================================================== validation */
 
 #define VAL_SEGMENT 16384u
@@ -2695,6 +2725,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_idem_same_ids);
 	tcase_add_test(tc, test_idem_across_reopen);
 	tcase_add_loop_test(tc, test_idem_refused, 0, REUSE_CASES);
+	tcase_add_test(tc, test_idem_duplicate_in_long_append);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("validation");
