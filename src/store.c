@@ -41,18 +41,18 @@ static uint32_t hash_name(const char *s, size_t n)
 static int map_grow(evs__map *m)
 {
 	size_t ncap = m->cap ? m->cap * 2 : 1024;
-	evs__head *nh = evs__calloc(ncap, sizeof(*nh));
+	evs__head **nh = evs__calloc(ncap, sizeof(*nh));
 
 	if (!nh)
 		return -1;
 	for (size_t i = 0; i < m->cap; i++) {
-		evs__head *h = &m->slots[i];
-		if (!h->name)
+		evs__head *h = m->slots[i];
+		if (!h)
 			continue;
 		size_t j = h->hash & (ncap - 1);
-		while (nh[j].name)
+		while (nh[j])
 			j = (j + 1) & (ncap - 1);
-		nh[j] = *h;
+		nh[j] = h;
 	}
 	evs__free(m->slots);
 	m->slots = nh;
@@ -63,11 +63,12 @@ static int map_grow(evs__map *m)
 evs__head *evs__map_find(evs__map *m, const char *name, size_t len, bool create)
 {
 	uint32_t hash = hash_name(name, len);
+	evs__head *h;
 	size_t i;
 
 	if (m->cap) {
-		for (i = hash & (m->cap - 1); m->slots[i].name; i = (i + 1) & (m->cap - 1)) {
-			evs__head *h = &m->slots[i];
+		for (i = hash & (m->cap - 1); m->slots[i]; i = (i + 1) & (m->cap - 1)) {
+			h = m->slots[i];
 			if (h->hash == hash && h->len == len && memcmp(h->name, name, len) == 0)
 				return h;
 		}
@@ -76,22 +77,23 @@ evs__head *evs__map_find(evs__map *m, const char *name, size_t len, bool create)
 		return NULL;
 	if ((m->n + 1) * 10 > m->cap * 7 && map_grow(m) != 0)
 		return NULL;
-	for (i = hash & (m->cap - 1); m->slots[i].name; i = (i + 1) & (m->cap - 1))
+	for (i = hash & (m->cap - 1); m->slots[i]; i = (i + 1) & (m->cap - 1))
 		;
-	char *copy = evs__malloc(len + 1);
-	if (!copy)
+	h = evs__malloc(sizeof(*h) + len + 1);
+	if (!h)
 		return NULL;
-	memcpy(copy, name, len);
-	copy[len] = 0;
-	m->slots[i] = (evs__head){ copy, hash, (uint32_t)len, 0, 0, 0 };
+	*h = (evs__head){ (char *)(h + 1), hash, (uint32_t)len, 0, 0, 0 };
+	memcpy(h->name, name, len);
+	h->name[len] = 0;
+	m->slots[i] = h;
 	m->n++;
-	return &m->slots[i];
+	return h;
 }
 
 void evs__map_free(evs__map *m)
 {
 	for (size_t i = 0; i < m->cap; i++)
-		evs__free(m->slots[i].name);
+		evs__free(m->slots[i]);
 	evs__free(m->slots);
 	m->slots = NULL;
 	m->cap = m->n = 0;

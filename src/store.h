@@ -109,9 +109,11 @@ typedef struct evs__head {
 	uint64_t aux;           /* for verify */
 } evs__head;
 
-/* Stream name -> head: open addressing, grows at 70% load. */
+/* Stream name -> head: open addressing, grows at 70% load.  Heads are
+ * allocated one by one, so a pointer to one stays valid while the table
+ * grows (the leader holds such pointers across a group). */
 typedef struct evs__map {
-	evs__head *slots;
+	evs__head **slots;
 	size_t cap, n;
 } evs__map;
 

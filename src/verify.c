@@ -265,9 +265,9 @@ bad:
 		if (rc)
 			goto out;
 		for (size_t i = 0; i < m.cap; i++)
-			if (m.slots[i].name && m.slots[i].id != -1 && m.slots[i].aux)
+			if (m.slots[i] && m.slots[i]->id != -1 && m.slots[i]->aux)
 				problem(&v, "index: stream '%s' (last version %" PRIu64
-					") is missing", m.slots[i].name, m.slots[i].aux);
+					") is missing", m.slots[i]->name, m.slots[i]->aux);
 	}
 done:
 	if (progress)

@@ -2147,6 +2147,70 @@ static void *t_racer(void *arg)
 	return NULL;
 }
 
+/*
+ * Many new streams at once from 16 threads: the stream table grows while a
+ * group is being written, with requests of that group holding entries of it
+ * (a use-after-free once; AddressSanitizer and MALLOC_PERTURB_ show it).
+ */
+static int count_names(const char *name, uint64_t last_version, void *ctx)
+{
+	(void)name;
+	(void)last_version;
+	(*(uint64_t *)ctx)++;
+	return 0;
+}
+
+typedef struct nctx {
+	evs_store *s;
+	int t;
+	int rc;
+} nctx;
+
+static void *t_new_streams(void *arg)
+{
+	nctx *c = arg;
+
+	for (int i = 0; i < 200 && c->rc == 0; i++) {
+		char name[32], data[32];
+		evs_new_event e;
+
+		snprintf(name, sizeof(name), "new%d-%d", c->t, i);
+		snprintf(data, sizeof(data), "{\"i\":%d}", i);
+		e = mkev("Born", data);
+		c->rc = evs_append(c->s, name, EVS_EXPECT_NO_STREAM, &e, 1, NULL);
+	}
+	return NULL;
+}
+
+START_TEST(test_new_streams_while_table_grows)
+{
+	nctx ctx[16];
+	pthread_t th[16];
+	uint64_t n = 0;
+
+	for (int t = 0; t < 16; t++) {
+		ctx[t] = (nctx){ g_s, t, 0 };
+		ck_assert_int_eq(pthread_create(&th[t], NULL, t_new_streams, &ctx[t]), 0);
+	}
+	for (int t = 0; t < 16; t++) {
+		pthread_join(th[t], NULL);
+		ck_assert_msg(ctx[t].rc == 0, "thread %d: %s", t, evs_errname(ctx[t].rc));
+	}
+	for (int t = 0; t < 16; t++)
+		for (int i = 0; i < 200; i += 37) {
+			char name[32];
+			evs_stream_info info;
+			snprintf(name, sizeof(name), "new%d-%d", t, i);
+			ck_assert_int_eq(evs_stream_info_get(&info, g_s, name), 0);
+			ck_assert_int_eq(info.exists, 1);
+			ck_assert_uint_eq(info.last_version, 1);
+		}
+	ck_assert_int_eq(evs_list_streams(g_s, NULL, 0, count_names, &n), 0);
+	ck_assert_uint_eq(n, 16 * 200);
+	ck_assert_int_eq(evs_verify(g_s, NULL, NULL, NULL), 0);
+}
+END_TEST
+
 START_TEST(test_conflict_race)
 {
 	rctx *ctx = calloc(T_THREADS, sizeof(*ctx));
@@ -2750,6 +2814,7 @@ static Suite *store_suite(void)
 	tc = tcase_create("race");
 	tcase_add_checked_fixture(tc, setup_store, teardown);
 	tcase_add_test(tc, test_conflict_race);
+	tcase_add_test(tc, test_new_streams_while_table_grows);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("info");
