@@ -41,6 +41,7 @@
 #include <jansson.h>
 
 #include "evstore.h"
+#include "bench.h"
 
 #if defined(__GNUC__)
 #define PRINTF_LIKE(fmt, first) __attribute__((format(printf, fmt, first)))
@@ -2160,6 +2161,7 @@ static const char usage_main[] =
 	"  stats DIR                  show the store's counters\n"
 	"  verify DIR                 check the log and the index\n"
 	"  generate DIR               append a generated order workload\n"
+	"  bench                      benchmark against SQLite and the disk\n"
 	"  help [COMMAND]             show the usage of a command\n"
 	"\n"
 	"Every command takes --help.  'evstore --version' prints the library's\n"
@@ -2183,6 +2185,7 @@ static const struct command commands[] = {
 	{ "stats", cmd_stats, usage_stats },
 	{ "verify", cmd_verify, usage_verify },
 	{ "generate", cmd_generate, usage_generate },
+	{ "bench", cmd_bench, usage_bench },
 };
 
 static const struct command *find_command(const char *name)
