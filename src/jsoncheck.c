@@ -9,21 +9,35 @@
  * 512 bytes and is rejected at the bracket that goes one level too deep.
  *
  * Invariants:
- * - p only moves forward and never passes end; every read of *p is behind a
- *   p < end test (the input is not NUL-terminated).
+ * - p only moves forward and never passes end.  Every read is inside
+ *   [begin, end): the input is not NUL-terminated, and may end at the end
+ *   of a page.
  * - cur is the innermost open container, 0 once the top-level object has
  *   closed; stack[0..depth) holds the containers around it, stack[0] == 0.
- * - The token scanners (string, escape, number) return NULL on success with
- *   *pp just past the token, or a static reason with *pp at the error.
+ * - The token scanners (string, escape, number) return p just past the
+ *   token and a NULL reason, or p at the error and a static reason.
  *
- * Strings dominate event bodies, so plain ASCII runs inside them are skipped
- * eight bytes at a time with word-wide tests for '"', '\\', control bytes
- * and bytes >= 0x80; only those fall through to the byte-at-a-time code.
+ * Strings dominate event bodies.  With SSE2 (baseline on x86-64) the
+ * checker keeps a window: a bit map of the bytes a string scan has to stop
+ * at ('"', '\\', < 0x20, >= 0x80) for 64 bytes of input, built sixteen
+ * bytes at a time.  The end of a plain string is then a shift and a count
+ * of trailing zeros, with no dependence on a load at the string's own
+ * address, so consecutive short keys and values do not wait on each other.
+ * Without SSE2, plain runs are skipped eight bytes at a time with
+ * word-wide tests.  Either way only the first stop byte is found fast; the
+ * byte-at-a-time code decides what it means, so every verdict, offset and
+ * reason is the same on both paths.  Defining EVS__JSON_NO_SIMD builds only
+ * the portable path (the tests compile a second copy that way).
  */
 #include "jsoncheck.h"
 
 #include <stdint.h>
 #include <string.h>
+
+#if defined(__SSE2__) && defined(__GNUC__) && !defined(EVS__JSON_NO_SIMD)
+#define JSON_SSE2 1
+#include <emmintrin.h>
+#endif
 
 /* Bytes a string scan must stop at: '"', '\\', < 0x20 and >= 0x80. */
 static const unsigned char str_stop[256] = {
@@ -77,11 +91,19 @@ static inline int is_digit(unsigned c)
 	return c - '0' < 10;
 }
 
+/* JSON whitespace as a bit set over the bytes 0..0x20. */
+#define WS_BITS ((uint64_t)1 << ' ' | (uint64_t)1 << '\t' | \
+		 (uint64_t)1 << '\n' | (uint64_t)1 << '\r')
+
+static inline int is_ws(unsigned c)
+{
+	return c <= ' ' && (WS_BITS >> c & 1);
+}
+
 static inline const unsigned char *skip_ws(const unsigned char *p,
 					   const unsigned char *end)
 {
-	while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' ||
-			   *p == '\t'))
+	while (p < end && is_ws(*p))
 		p++;
 	return p;
 }
@@ -183,76 +205,203 @@ static const char *scan_escape(const unsigned char **pp,
 	return NULL;
 }
 
-/* *pp is at the opening quote. */
-static const char *scan_string(const unsigned char **pp,
+
+/*
+ * A token scanner's result: on success p is just past the token and why
+ * is NULL; on failure p is at the error and why says what it is.  Returned
+ * by value, in two registers, so that the checker's cursor never has its
+ * address taken and can live in a register.
+ */
+struct tok {
+	const unsigned char *p;
+	const char *why;
+};
+
+static inline struct tok tok_ok(const unsigned char *p)
+{
+	struct tok t = { p, NULL };
+
+	return t;
+}
+
+static inline struct tok tok_fail(const unsigned char *p, const char *why)
+{
+	struct tok t = { p, why };
+
+	return t;
+}
+
+/*
+ * p is at a byte inside a string that str_stop[] holds, other than '"':
+ * a backslash, a control byte or a byte >= 0x80.  Moves past one escape or
+ * one UTF-8 sequence, or fails.
+ */
+static struct tok scan_special(const unsigned char *p,
 			       const unsigned char *end)
 {
-	const unsigned char *p = *pp + 1;
 	const char *why;
 	size_t n;
 
+	if (*p == '\\') {
+		why = scan_escape(&p, end);
+		return why ? tok_fail(p, why) : tok_ok(p);
+	}
+	if (*p < 0x20)
+		return tok_fail(p, "unescaped control character in string");
+	n = utf8_seq(p, (size_t)(end - p));
+	if (n == 0)
+		return tok_fail(p, "invalid UTF-8 in string");
+	return tok_ok(p + n);
+}
+
+#ifdef JSON_SSE2
+/*
+ * The stop bytes of 64 bytes of input: bit i of stops is str_stop[base[i]].
+ * While it covers the input, base + 64 <= end; a window over an input
+ * shorter than that starts at the input and has no bits past its end.
+ */
+struct window {
+	const unsigned char *base;
+	uint64_t stops;
+};
+
+/* Bit i set when p[i] is one str_stop[] holds. */
+static inline uint64_t str_stops16(const unsigned char *p)
+{
+	__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+	__m128i m;
+
+	/* Signed: below 0x20 catches 0x00..0x1f and 0x80..0xff at once. */
+	m = _mm_cmpgt_epi8(_mm_set1_epi8(0x20), v);
+	m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8('"')));
+	m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
+	return (uint64_t)_mm_movemask_epi8(m);
+}
+
+static inline uint64_t str_stops64(const unsigned char *p)
+{
+	return str_stops16(p) | str_stops16(p + 16) << 16 |
+	       str_stops16(p + 32) << 32 | str_stops16(p + 48) << 48;
+}
+
+/* The window for an input of len bytes, placed at its start. */
+static inline struct window window_init(const unsigned char *begin,
+					size_t len)
+{
+	struct window w;
+	unsigned char buf[64] = { 0 };
+
+	w.base = begin;
+	if (len >= 64) {
+		w.stops = str_stops64(begin);
+	} else {
+		/* No load may reach past the end: map a copy instead. */
+		memcpy(buf, begin, len);
+		w.stops = str_stops64(buf) & (((uint64_t)1 << len) - 1);
+	}
+	return w;
+}
+
+/*
+ * p is at the opening quote.  Moves the window forward when the string
+ * starts or runs past it; it only moves when the input is at least 64
+ * bytes long, and then is placed at p or, near the end, at end - 64.
+ */
+static inline struct tok scan_string(const unsigned char *p,
+				     struct window *w,
+				     const unsigned char *end)
+{
+	size_t off;
+	uint64_t m;
+	struct tok t;
+
+	p++;
+	for (;;) {
+		off = (size_t)(p - w->base);
+		if (off >= 64) {
+			if (p == end)
+				return tok_fail(p, "unterminated string");
+			w->base = end - p >= 64 ? p : end - 64;
+			w->stops = str_stops64(w->base);
+			off = (size_t)(p - w->base);
+		}
+		m = w->stops >> off;
+		if (m == 0) {
+			if (end - w->base <= 64)
+				return tok_fail(end, "unterminated string");
+			p = w->base + 64;
+			continue;
+		}
+		p += __builtin_ctzll(m);
+		if (*p == '"')
+			return tok_ok(p + 1);
+		t = scan_special(p, end);
+		if (t.why)
+			return t;
+		p = t.p;
+	}
+}
+#else
+struct window {
+	char unused;
+};
+
+static inline struct window window_init(const unsigned char *begin,
+					size_t len)
+{
+	struct window w = { 0 };
+
+	(void)begin;
+	(void)len;
+	return w;
+}
+
+/* p is at the opening quote.  The window is not used. */
+static inline struct tok scan_string(const unsigned char *p,
+				     struct window *w,
+				     const unsigned char *end)
+{
+	struct tok t;
+
+	(void)w;
+	p++;
 	for (;;) {
 		while (end - p >= 8 && !word_has_stop(load64(p)))
 			p += 8;
 		while (p < end && !str_stop[*p])
 			p++;
-		if (p == end) {
-			*pp = p;
-			return "unterminated string";
-		}
-		if (*p == '"') {
-			*pp = p + 1;
-			return NULL;
-		}
-		if (*p == '\\') {
-			why = scan_escape(&p, end);
-			if (why)
-				break;
-			continue;
-		}
-		if (*p < 0x20) {
-			why = "unescaped control character in string";
-			break;
-		}
-		n = utf8_seq(p, (size_t)(end - p));
-		if (n == 0) {
-			why = "invalid UTF-8 in string";
-			break;
-		}
-		p += n;
+		if (p == end)
+			return tok_fail(p, "unterminated string");
+		if (*p == '"')
+			return tok_ok(p + 1);
+		t = scan_special(p, end);
+		if (t.why)
+			return t;
+		p = t.p;
 	}
-	*pp = p;
-	return why;
 }
+#endif
 
-/* *pp is at '-' or a digit. */
-static const char *scan_number(const unsigned char **pp,
-			       const unsigned char *end)
+/* p is at '-' or a digit. */
+static inline struct tok scan_number(const unsigned char *p,
+				     const unsigned char *end)
 {
-	const unsigned char *p = *pp;
-	const char *why = NULL;
-
 	if (*p == '-')
 		p++;
 	if (p < end && *p == '0') {
 		p++;
-		if (p < end && is_digit(*p)) {
-			why = "leading zero in number";
-			goto out;
-		}
+		if (p < end && is_digit(*p))
+			return tok_fail(p, "leading zero in number");
 	} else if (p < end && is_digit(*p)) {
 		while (p < end && is_digit(*p))
 			p++;
 	} else {
-		why = "expected digit";
-		goto out;
+		return tok_fail(p, "expected digit");
 	}
 	if (p < end && *p == '.') {
 		p++;
-		if (p == end || !is_digit(*p)) {
-			why = "expected digit after '.'";
-			goto out;
-		}
+		if (p == end || !is_digit(*p))
+			return tok_fail(p, "expected digit after '.'");
 		while (p < end && is_digit(*p))
 			p++;
 	}
@@ -260,16 +409,12 @@ static const char *scan_number(const unsigned char **pp,
 		p++;
 		if (p < end && (*p == '+' || *p == '-'))
 			p++;
-		if (p == end || !is_digit(*p)) {
-			why = "expected digit in exponent";
-			goto out;
-		}
+		if (p == end || !is_digit(*p))
+			return tok_fail(p, "expected digit in exponent");
 		while (p < end && is_digit(*p))
 			p++;
 	}
-out:
-	*pp = p;
-	return why;
+	return tok_ok(p);
 }
 
 static inline int match(const unsigned char *p, const unsigned char *end,
@@ -285,6 +430,8 @@ int evs__json_check_object_ex(const char *s, size_t len, size_t *err_off,
 	const unsigned char *begin = (const unsigned char *)s, *p, *end;
 	unsigned depth = 0, cur = 0;
 	const char *why;
+	struct window w;
+	struct tok t;
 
 	if (len == 0) {
 		/* Not begin + 0: s may be NULL. */
@@ -296,6 +443,7 @@ int evs__json_check_object_ex(const char *s, size_t len, size_t *err_off,
 	}
 	p = begin;
 	end = begin + len;
+	w = window_init(begin, len);
 
 	p = skip_ws(p, end);
 	if (p == end)
@@ -332,18 +480,19 @@ open:
 
 value:
 	/* p is past whitespace; p < end */
+	if (*p == '"') {
+		t = scan_string(p, &w, end);
+		goto token;
+	}
 	switch (*p) {
 	case '{':
 	case '[':
 		goto open;
-	case '"':
-		why = scan_string(&p, end);
-		break;
 	case '-':
 	case '0': case '1': case '2': case '3': case '4':
 	case '5': case '6': case '7': case '8': case '9':
-		why = scan_number(&p, end);
-		break;
+		t = scan_number(p, end);
+		goto token;
 	case 't':
 		if (!match(p, end, "true", 4))
 			goto bad_literal;
@@ -361,10 +510,15 @@ value:
 		goto next;
 	default:
 		why = "expected value";
-		break;
-	}
-	if (why)
 		goto fail;
+	}
+
+token:
+	p = t.p;
+	if (t.why) {
+		why = t.why;
+		goto fail;
+	}
 	goto next;
 
 close:
@@ -399,9 +553,12 @@ key:
 		why = "expected string key";
 		goto fail;
 	}
-	why = scan_string(&p, end);
-	if (why)
+	t = scan_string(p, &w, end);
+	p = t.p;
+	if (t.why) {
+		why = t.why;
 		goto fail;
+	}
 	p = skip_ws(p, end);
 	if (p == end)
 		goto eof;

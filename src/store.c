@@ -810,6 +810,7 @@ void evs_close(evs_store *s)
 			evs__os_table.close(s->segs[i].fd);
 	evs__free(s->segs);
 	evs__map_free(&s->heads);
+	evs__free(s->pids);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd); /* releases the lock */
 	pthread_mutex_destroy(&s->wmu);

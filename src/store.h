@@ -120,6 +120,12 @@ typedef struct evs__map {
 evs__head *evs__map_find(evs__map *m, const char *name, size_t len, bool create);
 void evs__map_free(evs__map *m);
 
+/* An event id the writer gave out whose batch may not be indexed yet. */
+typedef struct evs__pid {
+	uint8_t id[16];
+	uint64_t position;      /* 0: empty slot */
+} evs__pid;
+
 typedef struct evs__req evs__req;
 typedef struct evs__pgroup evs__pgroup;
 
@@ -142,6 +148,8 @@ struct evs_store {
 	evs__ix *wix;          /* the indexer's (and recovery's) connection */
 	evs__ix *lix;          /* the leader's, for idempotency look-ups */
 	evs__map heads;
+	evs__pid *pids;        /* writer-given ids not yet surely indexed */
+	size_t pids_cap, pids_n;
 	uint8_t *zeros;        /* for cutting back failed writes */
 
 	pthread_mutex_t wmu;

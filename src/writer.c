@@ -197,6 +197,81 @@ static int check_idempotent(evs_store *s, evs__req *r, uint64_t pos)
 	return 0;
 }
 
+/* ---- ids of batches the indexer may not have written yet ----
+ *
+ * The leader's own open-addressing table of the ids writers gave with
+ * their events, so an append with ids never waits for the indexer just to
+ * look them up.  Entries whose position the index already covers are
+ * stale and dropped when the table is rebuilt; the indexer's backlog
+ * bounds the live ones.  Generated ids need no entry: a writer can only
+ * learn one by reading it, and reads wait for the index.
+ */
+static size_t pid_hash(const uint8_t *id)
+{
+	uint64_t h = evs__get64(id) * 0x9E3779B97F4A7C15ull ^
+		     evs__get64(id + 8) * 0xC2B2AE3D27D4EB4Full;
+
+	return (size_t)(h ^ (h >> 29));
+}
+
+static void pid_insert(evs__pid *t, size_t cap, const uint8_t *id, uint64_t position)
+{
+	size_t i = pid_hash(id) & (cap - 1);
+
+	while (t[i].position && memcmp(t[i].id, id, 16) != 0)
+		i = (i + 1) & (cap - 1);
+	memcpy(t[i].id, id, 16);
+	t[i].position = position;
+}
+
+/* Makes room for `more` ids; false when out of memory. */
+static bool pids_reserve(evs_store *s, size_t more)
+{
+	uint64_t indexed = atomic_load(&s->indexed);
+	size_t live = 0, cap;
+	evs__pid *t;
+
+	if ((s->pids_n + more) * 2 <= s->pids_cap)
+		return true;
+	for (size_t i = 0; i < s->pids_cap; i++)
+		if (s->pids[i].position > indexed)
+			live++;
+	for (cap = 4096; cap < 4 * (live + more); cap *= 2)
+		;
+	t = evs__calloc(cap, sizeof(*t));
+	if (!t)
+		return false;
+	for (size_t i = 0; i < s->pids_cap; i++)
+		if (s->pids[i].position > indexed)
+			pid_insert(t, cap, s->pids[i].id, s->pids[i].position);
+	evs__free(s->pids);
+	s->pids = t;
+	s->pids_cap = cap;
+	s->pids_n = live;
+	return true;
+}
+
+/* Where is this id stored?  The table of not-yet-indexed ids first, then
+ * the index in a fresh snapshot: an id leaves the table's live part only
+ * after the indexer committed it. */
+static int find_id(evs_store *s, const uint8_t *id, uint64_t *pos)
+{
+	if (s->pids_cap) {
+		size_t i = pid_hash(id) & (s->pids_cap - 1);
+		while (s->pids[i].position) {
+			if (memcmp(s->pids[i].id, id, 16) == 0) {
+				if (s->pids[i].position > atomic_load(&s->indexed)) {
+					*pos = s->pids[i].position;
+					return 0;
+				}
+				break;
+			}
+			i = (i + 1) & (s->pids_cap - 1);
+		}
+	}
+	return evs__ix_find_id(s->lix, id, pos);
+}
+
 static const char *expect_text(int64_t e, char *buf, size_t n)
 {
 	switch (e) {
@@ -226,22 +301,20 @@ static int admit(evs_store *s, evs__req *r, bool *done)
 	r->head = h;
 	if (r->ids_given) {
 		uint64_t pos;
-		/* The ids of acknowledged appends the indexer has not written
-		 * yet must be found too: let it catch up first.  Only appends
-		 * that bring their own ids pay this. */
-		rc = evs__indexer_wait(s, atomic_load(&s->visible));
-		if (rc)
-			return rc;
-		rc = evs__ix_find_id(s->lix, r->ids, &pos);
+
+		rc = find_id(s, r->ids, &pos);
 		if (rc == 0) {
+			/* A retry: compare with what is stored, once the index
+			 * has it. */
 			*done = true;
-			return check_idempotent(s, r, pos);
+			rc = evs__indexer_wait(s, pos);
+			return rc ? rc : check_idempotent(s, r, pos);
 		}
 		if (rc != EVS_ENOTFOUND)
 			return rc;
 		/* The other ids must be new too. */
 		for (uint32_t i = 1; i < r->count; i++) {
-			rc = evs__ix_find_id(s->lix, r->ids + 16 * i, &pos);
+			rc = find_id(s, r->ids + 16 * i, &pos);
 			if (rc == 0) {
 				char idt[37];
 				evs_uuid_format(idt, r->ids + 16 * i);
@@ -343,6 +416,19 @@ static int queue_for_index(evs_store *s, evs__req **grp, size_t n)
 	if (!g)
 		return evs__err(EVS_ENOMEM, "store %s: out of memory queueing %zu batches for "
 				"the index", s->dir, nacc);
+	for (size_t k = 0; k < n; k++) {
+		evs__req *r = grp[k];
+		if (!r->accepted || !r->ids_given)
+			continue;
+		if (!pids_reserve(s, r->count)) {
+			evs__free(g);
+			return evs__err(EVS_ENOMEM, "store %s: out of memory recording event ids",
+					s->dir);
+		}
+		for (uint32_t i = 0; i < r->count; i++)
+			pid_insert(s->pids, s->pids_cap, r->ids + 16 * i, r->res.first_position + i);
+		s->pids_n += r->count;
+	}
 	for (size_t k = 0; k < n; k++) {
 		evs__req *r = grp[k];
 		evs__batch_ref b;
