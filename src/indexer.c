@@ -322,6 +322,25 @@ static bool writer_alive(evs_store *s)
 	return fl.l_type != F_UNLCK;
 }
 
+static int recover_for_reader(evs_store *s, uint64_t h, uint64_t target)
+{
+	evs_options o = EVS_OPTIONS_INIT;
+	evs_store *w = NULL;
+	int rc = evs_open(&w, s->dir, &o);
+
+	if (rc == 0) {
+		evs_close(w);
+		return 0;
+	}
+	if (rc == EVS_ELOCKED)
+		return rc;
+	char why[512];
+	snprintf(why, sizeof(why), "%s", evs_errmsg());
+	return evs__err(rc, "store %s: its writer stopped before indexing acknowledged positions "
+			"%" PRIu64 "..%" PRIu64 ", and recovering them failed: %s", s->dir, h + 1,
+			target, why);
+}
+
 int evs__store_read_begin(evs_store *s, evs__ix **ix_out, uint64_t *head)
 {
 	evs__ix *ix;
@@ -343,10 +362,28 @@ int evs__store_read_begin(evs_store *s, evs__ix **ix_out, uint64_t *head)
 	if (s->read_only) {
 		/* Poll until the writer's indexer covers its acknowledged head. */
 		struct timespec nap = { 0, 200000 };
+		bool recovered = false;
 		for (int waited_us = 0;; waited_us += 200) {
 			rc = evs__ix_head(ix, &h);
-			if (rc || h >= target || !writer_alive(s))
+			if (rc || h >= target)
 				break;
+			if (!writer_alive(s)) {
+				/* The writer died with acknowledged events its
+				 * indexer had not written: recover the store as a
+				 * short-lived writer (what the next writer's open
+				 * would do), rather than serve a shorter log. */
+				if (recovered)
+					break;
+				rc = recover_for_reader(s, h, target);
+				if (rc == EVS_ELOCKED) {
+					rc = 0; /* a writer appeared: wait for it */
+				} else if (rc) {
+					break;
+				} else {
+					recovered = true;
+					continue;
+				}
+			}
 			if (waited_us >= EVS__READ_WAIT_MS * 1000) {
 				rc = evs__err(EVS_ETIMEOUT, "store %s: the index stayed behind the "
 					      "writer's acknowledged position %" PRIu64 " (at %" PRIu64

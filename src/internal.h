@@ -142,6 +142,8 @@ int evs__os_fsync_dir(const char *path);
 #define EVS__REC_HDR 42u
 #define EVS__BATCH_SEAL 1u
 #define EVS__SEAL_SIZE EVS__BATCH_HDR
+/* The largest batch: one pwrite of it must not come back short. */
+#define EVS__MAX_BATCH (1u << 30)
 
 typedef struct evs__batch_hdr {
 	uint32_t crc;

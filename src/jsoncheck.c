@@ -39,6 +39,18 @@
 #include <emmintrin.h>
 #endif
 
+#define ONES 0x0101010101010101u
+#define HIGHS 0x8080808080808080u
+
+static inline uint64_t load64(const unsigned char *p)
+{
+	uint64_t w;
+
+	memcpy(&w, p, sizeof(w));
+	return w;
+}
+
+#ifndef JSON_SSE2
 /* Bytes a string scan must stop at: '"', '\\', < 0x20 and >= 0x80. */
 static const unsigned char str_stop[256] = {
 	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,	/* 0x00 */
@@ -59,17 +71,6 @@ static const unsigned char str_stop[256] = {
 	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,	/* 0xf0 */
 };
 
-#define ONES 0x0101010101010101u
-#define HIGHS 0x8080808080808080u
-
-static inline uint64_t load64(const unsigned char *p)
-{
-	uint64_t w;
-
-	memcpy(&w, p, sizeof(w));
-	return w;
-}
-
 /*
  * Nonzero when any byte of w is one str_stop[] holds.  The zero-byte test
  * (x - ONES) & ~x & HIGHS is exact as a yes/no answer for the whole word;
@@ -85,6 +86,7 @@ static inline uint64_t word_has_stop(uint64_t w)
 		((b - ONES) & ~b) |
 		w) & HIGHS;
 }
+#endif
 
 static inline int is_digit(unsigned c)
 {
@@ -104,6 +106,14 @@ static inline const unsigned char *skip_ws(const unsigned char *p,
 					   const unsigned char *end)
 {
 	while (p < end && is_ws(*p))
+		p++;
+	return p;
+}
+
+/* skip_ws() when a byte that is not whitespace is known to follow. */
+static inline const unsigned char *skip_ws_to_last(const unsigned char *p)
+{
+	while (is_ws(*p))
 		p++;
 	return p;
 }
@@ -206,6 +216,12 @@ static const char *scan_escape(const unsigned char **pp,
 }
 
 
+#if defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
 /*
  * A token scanner's result: on success p is just past the token and why
  * is NULL; on failure p is at the error and why says what it is.  Returned
@@ -303,19 +319,19 @@ static inline struct window window_init(const unsigned char *begin,
 }
 
 /*
- * p is at the opening quote.  Moves the window forward when the string
- * starts or runs past it; it only moves when the input is at least 64
- * bytes long, and then is placed at p or, near the end, at end - 64.
+ * p is inside a string, after the opening quote, and the bytes between
+ * that quote and p are plain.  Scans the rest of the string, moving the
+ * window forward when the string runs past it; the window only moves
+ * when the input is at least 64 bytes long, and then is placed at p or,
+ * near the end, at end - 64.
  */
-static inline struct tok scan_string(const unsigned char *p,
-				     struct window *w,
-				     const unsigned char *end)
+static struct tok scan_string_rest(const unsigned char *p, struct window *w,
+				   const unsigned char *end)
 {
 	size_t off;
 	uint64_t m;
 	struct tok t;
 
-	p++;
 	for (;;) {
 		off = (size_t)(p - w->base);
 		if (off >= 64) {
@@ -340,6 +356,25 @@ static inline struct tok scan_string(const unsigned char *p,
 			return t;
 		p = t.p;
 	}
+}
+
+/*
+ * p is at the opening quote.  Inline, the plain string that ends inside
+ * the window: a shift and a count of trailing zeros.
+ */
+static ALWAYS_INLINE struct tok scan_string(const unsigned char *p,
+					    struct window *w,
+					    const unsigned char *end)
+{
+	size_t off = (size_t)(++p - w->base);
+	uint64_t m;
+
+	if (off < 64 && (m = w->stops >> off) != 0) {
+		p += __builtin_ctzll(m);
+		if (*p == '"')
+			return tok_ok(p + 1);
+	}
+	return scan_string_rest(p, w, end);
 }
 #else
 struct window {
@@ -423,27 +458,30 @@ static inline int match(const unsigned char *p, const unsigned char *end,
 	return (size_t)(end - p) >= n && memcmp(p, lit, n) == 0;
 }
 
-int evs__json_check_object_ex(const char *s, size_t len, size_t *err_off,
-			      const char **reason)
+/*
+ * The automaton, compiled twice.  With closed set, the last byte of the
+ * input that is not whitespace is a '}' at last; then every token the
+ * automaton starts is at or before last (a scan for whitespace, digits or
+ * a literal stops at that '}' at the latest, and a string's closing quote
+ * is before it), and p can only pass last by consuming that '}'.  So the
+ * end-of-input tests that this leaves out, marked AT_END, could never be
+ * true: both copies give the same answer for every input, the one for
+ * closed set does less work for it.  Every valid input is closed.
+ */
+#define AT_END(p) (!closed && (p) == end)
+#define SKIP_WS(p) (closed ? skip_ws_to_last(p) : skip_ws((p), end))
+
+static ALWAYS_INLINE int check(const unsigned char *begin,
+			       const unsigned char *end,
+			       const unsigned char *last, int closed,
+			       size_t *err_off, const char **reason)
 {
 	unsigned char stack[EVS__JSON_MAX_DEPTH];
-	const unsigned char *begin = (const unsigned char *)s, *p, *end;
+	const unsigned char *p = begin;
 	unsigned depth = 0, cur = 0;
 	const char *why;
-	struct window w;
+	struct window w = window_init(begin, (size_t)(end - begin));
 	struct tok t;
-
-	if (len == 0) {
-		/* Not begin + 0: s may be NULL. */
-		if (err_off)
-			*err_off = 0;
-		if (reason)
-			*reason = "empty input";
-		return -1;
-	}
-	p = begin;
-	end = begin + len;
-	w = window_init(begin, len);
 
 	p = skip_ws(p, end);
 	if (p == end)
@@ -462,8 +500,8 @@ open:
 	}
 	stack[depth++] = (unsigned char)cur;
 	cur = *p++;
-	p = skip_ws(p, end);
-	if (p == end)
+	p = SKIP_WS(p);
+	if (AT_END(p))
 		goto eof;
 	if (cur == '{') {
 		if (*p == '}') {
@@ -482,70 +520,69 @@ value:
 	/* p is past whitespace; p < end */
 	if (*p == '"') {
 		t = scan_string(p, &w, end);
-		goto token;
-	}
-	switch (*p) {
-	case '{':
-	case '[':
-		goto open;
-	case '-':
-	case '0': case '1': case '2': case '3': case '4':
-	case '5': case '6': case '7': case '8': case '9':
+	} else if (is_digit(*p) || *p == '-') {
 		t = scan_number(p, end);
-		goto token;
-	case 't':
-		if (!match(p, end, "true", 4))
-			goto bad_literal;
-		p += 4;
-		goto next;
-	case 'f':
-		if (!match(p, end, "false", 5))
-			goto bad_literal;
-		p += 5;
-		goto next;
-	case 'n':
-		if (!match(p, end, "null", 4))
-			goto bad_literal;
-		p += 4;
-		goto next;
-	default:
-		why = "expected value";
-		goto fail;
+	} else if (*p == '{' || *p == '[') {
+		goto open;
+	} else {
+		switch (*p) {
+		case 't':
+			if (!match(p, end, "true", 4))
+				goto bad_literal;
+			p += 4;
+			goto next;
+		case 'f':
+			if (!match(p, end, "false", 5))
+				goto bad_literal;
+			p += 5;
+			goto next;
+		case 'n':
+			if (!match(p, end, "null", 4))
+				goto bad_literal;
+			p += 4;
+			goto next;
+		default:
+			why = "expected value";
+			goto fail;
+		}
 	}
-
-token:
 	p = t.p;
 	if (t.why) {
 		why = t.why;
 		goto fail;
 	}
-	goto next;
-
-close:
-	cur = stack[--depth];
-	/* fall through */
 
 next:
-	/* a value has just ended at p */
-	if (cur == 0)
-		goto done;
-	p = skip_ws(p, end);
-	if (p == end)
+	/* a value inside the container cur has just ended at p */
+	p = SKIP_WS(p);
+	if (AT_END(p))
 		goto eof;
 	if (*p == ',') {
-		p = skip_ws(p + 1, end);
-		if (p == end)
+		p = SKIP_WS(p + 1);
+		if (AT_END(p))
 			goto eof;
 		if (cur == '{')
 			goto key;
 		goto value;
 	}
-	if (*p == (cur == '{' ? '}' : ']')) {
+	/* The closing bracket is two past the opening one: {} and []. */
+	if (*p == cur + 2) {
 		p++;
 		goto close;
 	}
 	why = cur == '{' ? "expected ',' or '}'" : "expected ',' or ']'";
 	goto fail;
+
+close:
+	cur = stack[--depth];
+	if (cur == 0)
+		goto done;
+	if (closed && p > last) {
+		/* That was the '}' at last: only whitespace follows. */
+		p = end;
+		goto eof;
+	}
+	goto next;
 
 key:
 	/* p is past whitespace; p < end */
@@ -559,15 +596,15 @@ key:
 		why = t.why;
 		goto fail;
 	}
-	p = skip_ws(p, end);
-	if (p == end)
+	p = SKIP_WS(p);
+	if (AT_END(p))
 		goto eof;
 	if (*p != ':') {
 		why = "expected ':'";
 		goto fail;
 	}
-	p = skip_ws(p + 1, end);
-	if (p == end)
+	p = SKIP_WS(p + 1);
+	if (AT_END(p))
 		goto eof;
 	goto value;
 
@@ -591,6 +628,31 @@ fail:
 	if (reason)
 		*reason = why;
 	return -1;
+}
+
+#undef AT_END
+#undef SKIP_WS
+
+int evs__json_check_object_ex(const char *s, size_t len, size_t *err_off,
+			      const char **reason)
+{
+	const unsigned char *begin = (const unsigned char *)s, *end, *last;
+
+	if (len == 0) {
+		/* Not begin + 0: s may be NULL. */
+		if (err_off)
+			*err_off = 0;
+		if (reason)
+			*reason = "empty input";
+		return -1;
+	}
+	end = begin + len;
+	last = end - 1;
+	while (last > begin && is_ws(*last))
+		last--;
+	if (*last == '}')
+		return check(begin, end, last, 1, err_off, reason);
+	return check(begin, end, last, 0, err_off, reason);
 }
 
 int evs__json_check_object(const char *s, size_t len, size_t *err_off)

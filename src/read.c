@@ -238,10 +238,12 @@ typedef struct window {
 	uint8_t *buf;
 	size_t cap;
 	uint64_t start, len;   /* file range held */
+	int err;
 } window;
 
 /* Makes [off, off+n) available in w if the file has it; returns the bytes
- * available from off (fewer than n only at the end of the file), or -1. */
+ * available from off (fewer than n only at the end of the file), or -1
+ * with w->err set. */
 static ssize_t window_get(window *w, int fd, uint64_t off, size_t n,
 			  const uint8_t **p, const char *path)
 {
@@ -252,7 +254,7 @@ static ssize_t window_get(window *w, int fd, uint64_t off, size_t n,
 		if (w->cap < want) {
 			uint8_t *nb = evs__realloc(w->buf, want);
 			if (!nb) {
-				evs__err(EVS_ENOMEM, "out of memory reading the log");
+				w->err = evs__err(EVS_ENOMEM, "out of memory reading the log");
 				return -1;
 			}
 			w->buf = nb;
@@ -260,7 +262,7 @@ static ssize_t window_get(window *w, int fd, uint64_t off, size_t n,
 		}
 		got = evs__os_pread_all(fd, w->buf, want, (off_t)off);
 		if (got < 0) {
-			evs__err_sys(errno, "read", path);
+			w->err = evs__err_sys(errno, "read", path);
 			return -1;
 		}
 		w->start = off;
@@ -279,7 +281,7 @@ static ssize_t window_get(window *w, int fd, uint64_t off, size_t n,
 static int scan_log(evs_store *s, uint64_t seg, uint64_t off, uint64_t next_pos,
 		    uint64_t head, evs__rec_cb cb, void *ctx, bool *stop)
 {
-	window w = { NULL, 0, 0, 0 };
+	window w = { NULL, 0, 0, 0, 0 };
 	char path[4096];
 	int rc = 0, fd = -1;
 
@@ -291,7 +293,7 @@ static int scan_log(evs_store *s, uint64_t seg, uint64_t off, uint64_t next_pos,
 		ssize_t avail = window_get(&w, fd, off, EVS__BATCH_HDR, &p, path);
 
 		if (avail < 0) {
-			rc = evs_errmsg()[0] ? EVS_EIO : EVS_ENOMEM;
+			rc = w.err;
 			break;
 		}
 		if (avail >= (ssize_t)EVS__BATCH_HDR && evs__get32(p) == EVS__BATCH_MAGIC) {
@@ -302,7 +304,7 @@ static int scan_log(evs_store *s, uint64_t seg, uint64_t off, uint64_t next_pos,
 		if (avail < 0 ||
 		    evs__batch_parse_header(&h, p, (size_t)avail) != 0 ||
 		    evs__batch_check_crc(&h, p) != 0 || h.first_position != next_pos) {
-			rc = avail < 0 ? EVS_EIO :
+			rc = avail < 0 ? w.err :
 			     evs__err(EVS_ECORRUPT, "%s offset %" PRIu64
 				      ": bad batch (expected position %" PRIu64 ", head %" PRIu64 ")",
 				      path, off, next_pos, head);

@@ -487,7 +487,7 @@ static int recover(evs_store *s)
 	}
 
 	for (i = start; i < nsegs; i++) {
-		bool is_last = i + 1 == nsegs, sealed = false;
+		bool is_last = i + 1 == nsegs, sealed = false, synced = false;
 		uint8_t shdr[EVS__SEG_HDR];
 		uint64_t segsize, off = i == start ? start_off : EVS__SEG_HDR;
 		int fd;
@@ -553,6 +553,17 @@ static int recover(evs_store *s)
 				sealed = true;
 				off += h.length;
 				break;
+			}
+			if (!synced) {
+				/* What the index records must be durable: these
+				 * bytes may never have been synced (a crash during
+				 * the fdatasync of their group). */
+				if (evs__os_table.fdatasync(fd) != 0) {
+					rc = evs__err_sys(errno, "fdatasync", path);
+					evs__os_table.close(fd);
+					goto out;
+				}
+				synced = true;
 			}
 			if (!in_tx) {
 				rc = evs__ix_begin(s->wix, true);
@@ -645,6 +656,23 @@ static int is_empty_dir(const char *path)
 	return empty;
 }
 
+/* The directory holding `path` ("." for a bare name). */
+static void parent_of(char *out, size_t size, const char *path)
+{
+	size_t n = strlen(path);
+
+	while (n > 1 && path[n - 1] == '/')
+		n--;
+	while (n > 0 && path[n - 1] != '/')
+		n--;
+	while (n > 1 && path[n - 1] == '/')
+		n--;
+	if (n == 0)
+		snprintf(out, size, ".");
+	else
+		snprintf(out, size, "%.*s", (int)n, path);
+}
+
 static int create_layout(evs_store *s, const char *lockpath)
 {
 	int fd;
@@ -717,6 +745,13 @@ int evs_open(evs_store **out, const char *dir, const evs_options *opts)
 		}
 		if (evs__os_table.mkdir(dir, 0755) != 0) {
 			rc = evs__err_sys(errno, "create store directory", dir);
+			goto fail;
+		}
+		/* the new directory's entry must survive a power loss too */
+		char parent[4096];
+		parent_of(parent, sizeof(parent), dir);
+		if (evs__os_fsync_dir(parent) != 0) {
+			rc = evs__err_sys(errno, "fsync", parent);
 			goto fail;
 		}
 		if ((rc = create_layout(s, lockpath)) != 0)

@@ -147,6 +147,8 @@ struct evs_store {
 	int64_t next_stream_id;
 	evs__ix *wix;          /* the indexer's (and recovery's) connection */
 	evs__ix *lix;          /* the leader's, for idempotency look-ups */
+	bool lix_open;         /* lix is in a read transaction (writer.c) */
+	uint64_t lix_indexed;
 	evs__map heads;
 	evs__pid *pids;        /* writer-given ids not yet surely indexed */
 	size_t pids_cap, pids_n;

@@ -29,6 +29,7 @@ typedef struct vctx {
 	uint64_t cur_pos;     /* position of the batch being checked */
 	const char *path;
 	uint64_t off;
+	int err;              /* an error that stopped check_id */
 } vctx;
 
 __attribute__((format(printf, 2, 3)))
@@ -57,8 +58,10 @@ static int check_id(const evs_event *ev, void *ctx)
 	rc = evs__ix_find_id(v->ix, ev->id, &pos);
 	if (rc == 0 && pos == ev->position)
 		return 0;
-	if (rc != 0 && rc != EVS_ENOTFOUND)
-		return rc;
+	if (rc != 0 && rc != EVS_ENOTFOUND) {
+		v->err = rc;
+		return 1;
+	}
 	evs_uuid_format(idt, ev->id);
 	if (rc == EVS_ENOTFOUND)
 		problem(v, "%s offset %" PRIu64 ": event id %s at position %" PRIu64
@@ -88,7 +91,7 @@ static int check_stream(int64_t id, const char *name, size_t len, uint64_t last_
 
 int evs_verify(evs_store *s, evs_report_cb report, evs_progress_cb progress, void *ctx)
 {
-	vctx v = { s, NULL, report, ctx, 0, 0, 0, NULL, 0 };
+	vctx v = { s, NULL, report, ctx, 0, 0, 0, NULL, 0, 0 };
 	evs__map m = { NULL, 0, 0 };
 	uint64_t *segs = NULL, total = 0, done = 0, next_pos = 1;
 	size_t nsegs = 0;
@@ -219,6 +222,7 @@ int evs_verify(evs_store *s, evs_report_cb report, evs_progress_cb progress, voi
 					if (rc < 0)
 						goto bad;
 					if (rc) {
+						rc = v.err;
 						evs__os_table.close(fd);
 						goto out;
 					}

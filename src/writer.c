@@ -251,16 +251,37 @@ static bool pids_reserve(evs_store *s, size_t more)
 	return true;
 }
 
+/*
+ * The leader's look-ups of ids run in one read transaction per group (one
+ * set of SQLite locks, not one per id).  `lix_indexed` is read before the
+ * snapshot starts: an id at a position up to it was committed before the
+ * snapshot, so the snapshot has it; one past it is still in the table.
+ */
+static int lix_begin(evs_store *s)
+{
+	if (s->lix_open)
+		evs__ix_rollback(s->lix);
+	s->lix_indexed = atomic_load(&s->indexed);
+	s->lix_open = true;
+	return evs__ix_begin(s->lix, false);
+}
+
+static void lix_end(evs_store *s)
+{
+	if (s->lix_open)
+		evs__ix_rollback(s->lix);
+	s->lix_open = false;
+}
+
 /* Where is this id stored?  The table of not-yet-indexed ids first, then
- * the index in a fresh snapshot: an id leaves the table's live part only
- * after the indexer committed it. */
+ * the index (see lix_begin). */
 static int find_id(evs_store *s, const uint8_t *id, uint64_t *pos)
 {
 	if (s->pids_cap) {
 		size_t i = pid_hash(id) & (s->pids_cap - 1);
 		while (s->pids[i].position) {
 			if (memcmp(s->pids[i].id, id, 16) == 0) {
-				if (s->pids[i].position > atomic_load(&s->indexed)) {
+				if (s->pids[i].position > s->lix_indexed) {
 					*pos = s->pids[i].position;
 					return 0;
 				}
@@ -302,13 +323,21 @@ static int admit(evs_store *s, evs__req *r, bool *done)
 	if (r->ids_given) {
 		uint64_t pos;
 
+		if (!s->lix_open && (rc = lix_begin(s)) != 0)
+			return rc;
 		rc = find_id(s, r->ids, &pos);
 		if (rc == 0) {
 			/* A retry: compare with what is stored, once the index
-			 * has it. */
+			 * has it, in a snapshot that shows it. */
 			*done = true;
-			rc = evs__indexer_wait(s, pos);
-			return rc ? rc : check_idempotent(s, r, pos);
+			if (pos > s->lix_indexed) {
+				rc = evs__indexer_wait(s, pos);
+				if (!rc)
+					rc = lix_begin(s);
+				if (rc)
+					return rc;
+			}
+			return check_idempotent(s, r, pos);
 		}
 		if (rc != EVS_ENOTFOUND)
 			return rc;
@@ -545,6 +574,7 @@ static size_t lead(evs_store *s, evs__req **grp, size_t n)
 		niov++;
 		total += r->len;
 	}
+	lix_end(s);
 	if (niov == 0)
 		return taken;
 
@@ -664,8 +694,11 @@ static int encode(evs_store *s, evs__req *r, const evs_new_event *ev, size_t n)
 		const char *why = NULL;
 
 		if ((rc = evs__check_type_name(ev[i].type, &tl)) != 0) {
+			char why_type[512];
+			/* evs__err writes the buffer evs_errmsg() reads */
+			snprintf(why_type, sizeof(why_type), "%s", evs_errmsg());
 			rc = evs__err(rc, "stream '%s', event %zu: %s", r->stream, i + 1,
-				      evs_errmsg());
+				      why_type);
 			goto out;
 		}
 		if (!ev[i].data) {
@@ -693,10 +726,11 @@ static int encode(evs_store *s, evs__req *r, const evs_new_event *ev, size_t n)
 			goto out;
 		}
 		len += evs__rec_size(tl, ml, dl);
-		if (len > room) {
+		if (len > room || len > EVS__MAX_BATCH) {
 			rc = evs__err(EVS_ETOOLARGE,
 				      "stream '%s': the append is over %zu bytes, more than a segment of %"
-				      PRIu64 " bytes holds", r->stream, len - 1, s->opts.segment_size);
+				      PRIu64 " bytes holds (or over 1 GiB)", r->stream, len - 1,
+				      s->opts.segment_size);
 			goto out;
 		}
 		lens[3 * i] = (uint32_t)tl;

@@ -11,6 +11,7 @@
  *    refuses instead of dropping it.
  */
 #include <check.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -244,15 +245,44 @@ START_TEST(test_garbage_tail)
 }
 END_TEST
 
-/* The whole last batch is intact but unindexed: recovery indexes it. */
+static int syncs, fail_sync;
+
+static int counting_fdatasync(int fd)
+{
+	syncs++;
+	if (fail_sync) {
+		errno = EIO;
+		return -1;
+	}
+	return evs__os_default.fdatasync(fd);
+}
+
+/*
+ * The whole last batch is intact but unindexed: recovery makes it durable
+ * (it may never have been synced: a crash in its group's fdatasync) and
+ * only then indexes it.
+ */
 START_TEST(test_unindexed_tail_is_indexed)
 {
 	char *base = path_in(dir, "base"), *prefix, *full;
 	evs__batch_ref lb;
 
 	make_base(base, &prefix, &full, &lb);
-	evs_store *s = tu_open(base, 16384, 1);
+	/* the sync fails: the open fails and indexes nothing */
+	evs__os_table.fdatasync = counting_fdatasync;
+	fail_sync = 1;
+	syncs = 0;
+	evs_options o = EVS_OPTIONS_INIT;
+	evs_store *s = NULL;
+	o.segment_size = 16384;
+	ck_assert_int_eq(evs_open(&s, base, &o), EVS_EIO);
+	ck_assert_int_eq(syncs, 1);
+	fail_sync = 0;
+	syncs = 0;
+	s = tu_open(base, 16384, 1);
+	evs__os_table = evs__os_default;
 	ck_assert_ptr_nonnull(s);
+	ck_assert_int_eq(syncs, 1);
 	char *got = tu_dump(s);
 	ck_assert_str_eq(got, full);
 	evs_stats st;
