@@ -21,7 +21,7 @@ enum {
 	Q_GET_META, Q_SET_META, Q_INS_STREAM, Q_INS_BATCH, Q_HEAD,
 	Q_INS_ID, Q_FIND_ID, Q_LAST_BATCH, Q_BATCH_AT, Q_STREAM,
 	Q_FWD_START, Q_FWD, Q_BWD, Q_EACH_STREAM, Q_LIST_STREAMS,
-	Q_LIST_STREAMS_AFTER, Q_CATEGORIES, Q_COUNTS, Q_EACH_BATCH, Q_ENDS,
+	Q_LIST_STREAMS_AFTER, Q_CATEGORIES, Q_COUNTS, Q_EACH_BATCH, Q_ENDS, Q_MAX_ID,
 	Q__COUNT
 };
 
@@ -66,6 +66,7 @@ static const char *const sql[Q__COUNT] = {
 			 "count(*) FROM streams GROUP BY c ORDER BY c",
 	[Q_COUNTS] = "SELECT (SELECT count(*) FROM streams), count(*), "
 		     "coalesce(sum(length), 0) FROM batches",
+	[Q_MAX_ID] = "SELECT max(id) FROM event_ids",
 	[Q_ENDS] = "SELECT (SELECT position FROM batches WHERE stream_id = ?1 "
 		   "ORDER BY first_version LIMIT 1), (SELECT position + count - 1 "
 		   "FROM batches WHERE stream_id = ?1 ORDER BY first_version DESC LIMIT 1)",
@@ -532,4 +533,19 @@ int evs__ix_stream_ends(evs__ix *ix, int64_t stream_id, uint64_t *first, uint64_
 	}
 	sqlite3_reset(st);
 	return rc == SQLITE_ROW ? 0 : ix_err(ix, rc, "stream ends");
+}
+
+int evs__ix_max_id(evs__ix *ix, uint8_t out[16])
+{
+	sqlite3_stmt *st = stmt(ix, Q_MAX_ID);
+	int rc;
+
+	if (!st)
+		return EVS_EIO;
+	memset(out, 0, 16);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 16)
+		memcpy(out, sqlite3_column_blob(st, 0), 16);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 0 : ix_err(ix, rc, "max id");
 }

@@ -50,7 +50,6 @@ static inline uint64_t load64(const unsigned char *p)
 	return w;
 }
 
-#ifndef JSON_SSE2
 /* Bytes a string scan must stop at: '"', '\\', < 0x20 and >= 0x80. */
 static const unsigned char str_stop[256] = {
 	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,	/* 0x00 */
@@ -71,6 +70,7 @@ static const unsigned char str_stop[256] = {
 	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,	/* 0xf0 */
 };
 
+#ifndef JSON_SSE2
 /*
  * Nonzero when any byte of w is one str_stop[] holds.  The zero-byte test
  * (x - ONES) & ~x & HIGHS is exact as a yes/no answer for the whole word;
@@ -272,35 +272,118 @@ static struct tok scan_special(const unsigned char *p,
 
 #ifdef JSON_SSE2
 /*
- * The stop bytes of 64 bytes of input: bit i of stops is str_stop[base[i]].
- * While it covers the input, base + 64 <= end; a window over an input
- * shorter than that starts at the input and has no bits past its end.
+ * Bit i set when p[i] is plain: str_stop[] does not hold it.  (Built this
+ * way round because SSE2 has no "less than" that would not need an extra
+ * instruction to invert.)
+ */
+static inline unsigned plain16(const unsigned char *p)
+{
+	__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+	__m128i plain, q, b;
+
+	/* Signed: above 0x1f leaves out 0x00..0x1f and 0x80..0xff at once. */
+	plain = _mm_cmpgt_epi8(v, _mm_set1_epi8(0x1f));
+	q = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
+	b = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
+	return (unsigned)_mm_movemask_epi8(
+		_mm_andnot_si128(_mm_or_si128(q, b), plain));
+}
+
+/* Bit i set when p[i] is not an ASCII digit. */
+static inline unsigned nondigits16(const unsigned char *p)
+{
+	__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+
+	/* b - '0' below 10, unsigned, is b - '0' - 0x80 below -0x76, signed. */
+	v = _mm_sub_epi8(v, _mm_set1_epi8((char)('0' + 0x80)));
+	return ~(unsigned)_mm_movemask_epi8(
+		_mm_cmplt_epi8(v, _mm_set1_epi8((char)(10 - 0x80)))) & 0xffff;
+}
+#endif
+
+/* The first byte at or after p that is not a digit, or end. */
+static inline const unsigned char *skip_digits(const unsigned char *p,
+					       const unsigned char *end)
+{
+#ifdef JSON_SSE2
+	unsigned m;
+
+	for (; end - p >= 16; p += 16) {
+		m = nondigits16(p);
+		if (m)
+			return p + __builtin_ctz(m);
+	}
+#endif
+	while (p < end && is_digit(*p))
+		p++;
+	return p;
+}
+
+/* The first byte at or after p that str_stop[] holds, or end. */
+static inline const unsigned char *skip_plain(const unsigned char *p,
+					      const unsigned char *end)
+{
+#ifdef JSON_SSE2
+	unsigned m;
+
+	for (; end - p >= 16; p += 16) {
+		m = ~plain16(p) & 0xffff;
+		if (m)
+			return p + __builtin_ctz(m);
+	}
+#else
+	while (end - p >= 8 && !word_has_stop(load64(p)))
+		p += 8;
+#endif
+	while (p < end && !str_stop[*p])
+		p++;
+	return p;
+}
+
+/*
+ * p is inside a string, after the opening quote, and the bytes from there
+ * to p are plain.  Scans the rest of the string.
+ */
+static struct tok scan_string_rest(const unsigned char *p,
+				   const unsigned char *end)
+{
+	struct tok t;
+
+	for (;;) {
+		p = skip_plain(p, end);
+		if (p == end)
+			return tok_fail(p, "unterminated string");
+		if (*p == '"')
+			return tok_ok(p + 1);
+		t = scan_special(p, end);
+		if (t.why)
+			return t;
+		p = t.p;
+	}
+}
+
+#ifdef JSON_SSE2
+/*
+ * A bit map of the bytes a string scan stops at, for 64 bytes of input:
+ * bit i of stops is str_stop[base[i]].  The window is a cache of facts
+ * about the input, so any part of it stays true while p moves on.  Over an
+ * input of 64 bytes or more it lies inside the input; over a shorter one
+ * it starts at the input and has no bits past its end.
  */
 struct window {
 	const unsigned char *base;
 	uint64_t stops;
 };
 
-/* Bit i set when p[i] is one str_stop[] holds. */
-static inline uint64_t str_stops16(const unsigned char *p)
-{
-	__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-	__m128i m;
-
-	/* Signed: below 0x20 catches 0x00..0x1f and 0x80..0xff at once. */
-	m = _mm_cmpgt_epi8(_mm_set1_epi8(0x20), v);
-	m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8('"')));
-	m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
-	return (uint64_t)_mm_movemask_epi8(m);
-}
-
 static inline uint64_t str_stops64(const unsigned char *p)
 {
-	return str_stops16(p) | str_stops16(p + 16) << 16 |
-	       str_stops16(p + 32) << 32 | str_stops16(p + 48) << 48;
+	return ~((uint64_t)plain16(p) |
+		 (uint64_t)plain16(p + 16) << 16 |
+		 (uint64_t)plain16(p + 32) << 32 |
+		 (uint64_t)plain16(p + 48) << 48);
 }
 
-/* The window for an input of len bytes, placed at its start. */
+/* The window for an input of len >= 1 bytes, placed at its start. */
 static inline struct window window_init(const unsigned char *begin,
 					size_t len)
 {
@@ -319,48 +402,11 @@ static inline struct window window_init(const unsigned char *begin,
 }
 
 /*
- * p is inside a string, after the opening quote, and the bytes between
- * that quote and p are plain.  Scans the rest of the string, moving the
- * window forward when the string runs past it; the window only moves
- * when the input is at least 64 bytes long, and then is placed at p or,
- * near the end, at end - 64.
- */
-static struct tok scan_string_rest(const unsigned char *p, struct window *w,
-				   const unsigned char *end)
-{
-	size_t off;
-	uint64_t m;
-	struct tok t;
-
-	for (;;) {
-		off = (size_t)(p - w->base);
-		if (off >= 64) {
-			if (p == end)
-				return tok_fail(p, "unterminated string");
-			w->base = end - p >= 64 ? p : end - 64;
-			w->stops = str_stops64(w->base);
-			off = (size_t)(p - w->base);
-		}
-		m = w->stops >> off;
-		if (m == 0) {
-			if (end - w->base <= 64)
-				return tok_fail(end, "unterminated string");
-			p = w->base + 64;
-			continue;
-		}
-		p += __builtin_ctzll(m);
-		if (*p == '"')
-			return tok_ok(p + 1);
-		t = scan_special(p, end);
-		if (t.why)
-			return t;
-		p = t.p;
-	}
-}
-
-/*
- * p is at the opening quote.  Inline, the plain string that ends inside
- * the window: a shift and a count of trailing zeros.
+ * p is at the opening quote.  A string that starts past the window moves
+ * it to the string (or, near the end, to the last 64 bytes); a plain
+ * string that ends inside it costs a shift and a count of trailing zeros,
+ * and nothing in that depends on a load at the string's own address.
+ * Anything else is left to scan_string_rest().
  */
 static ALWAYS_INLINE struct tok scan_string(const unsigned char *p,
 					    struct window *w,
@@ -369,12 +415,21 @@ static ALWAYS_INLINE struct tok scan_string(const unsigned char *p,
 	size_t off = (size_t)(++p - w->base);
 	uint64_t m;
 
-	if (off < 64 && (m = w->stops >> off) != 0) {
-		p += __builtin_ctzll(m);
+	if (off >= 64) {
+		/* Only on inputs of 64 bytes or more. */
+		if (p == end)
+			return tok_fail(p, "unterminated string");
+		w->base = end - p >= 64 ? p : end - 64;
+		w->stops = str_stops64(w->base);
+		off = (size_t)(p - w->base);
+	}
+	m = w->stops >> off;
+	if (m) {
+		p += (unsigned)__builtin_ctzll(m);
 		if (*p == '"')
 			return tok_ok(p + 1);
 	}
-	return scan_string_rest(p, w, end);
+	return scan_string_rest(p, end);
 }
 #else
 struct window {
@@ -391,34 +446,18 @@ static inline struct window window_init(const unsigned char *begin,
 	return w;
 }
 
-/* p is at the opening quote.  The window is not used. */
+/* p is at the opening quote. */
 static inline struct tok scan_string(const unsigned char *p,
 				     struct window *w,
 				     const unsigned char *end)
 {
-	struct tok t;
-
 	(void)w;
-	p++;
-	for (;;) {
-		while (end - p >= 8 && !word_has_stop(load64(p)))
-			p += 8;
-		while (p < end && !str_stop[*p])
-			p++;
-		if (p == end)
-			return tok_fail(p, "unterminated string");
-		if (*p == '"')
-			return tok_ok(p + 1);
-		t = scan_special(p, end);
-		if (t.why)
-			return t;
-		p = t.p;
-	}
+	return scan_string_rest(p + 1, end);
 }
 #endif
 
 /* p is at '-' or a digit. */
-static inline struct tok scan_number(const unsigned char *p,
+static ALWAYS_INLINE struct tok scan_number(const unsigned char *p,
 				     const unsigned char *end)
 {
 	if (*p == '-')
@@ -428,8 +467,7 @@ static inline struct tok scan_number(const unsigned char *p,
 		if (p < end && is_digit(*p))
 			return tok_fail(p, "leading zero in number");
 	} else if (p < end && is_digit(*p)) {
-		while (p < end && is_digit(*p))
-			p++;
+		p = skip_digits(p + 1, end);
 	} else {
 		return tok_fail(p, "expected digit");
 	}
@@ -437,8 +475,7 @@ static inline struct tok scan_number(const unsigned char *p,
 		p++;
 		if (p == end || !is_digit(*p))
 			return tok_fail(p, "expected digit after '.'");
-		while (p < end && is_digit(*p))
-			p++;
+		p = skip_digits(p + 1, end);
 	}
 	if (p < end && (*p == 'e' || *p == 'E')) {
 		p++;
@@ -446,8 +483,7 @@ static inline struct tok scan_number(const unsigned char *p,
 			p++;
 		if (p == end || !is_digit(*p))
 			return tok_fail(p, "expected digit in exponent");
-		while (p < end && is_digit(*p))
-			p++;
+		p = skip_digits(p + 1, end);
 	}
 	return tok_ok(p);
 }
@@ -514,16 +550,56 @@ open:
 		p++;
 		goto close;
 	}
-	/* fall through: first element of an array */
+	goto value;
+
+	/*
+	 * From here on each state starts where the previous token ended, and
+	 * tests for the byte compact JSON has there before it tests for
+	 * whitespace, then skips that and tries again.
+	 */
+key:
+	if (AT_END(p))
+		goto eof;
+	if (*p != '"') {
+		if (is_ws(*p)) {
+			p = SKIP_WS(p);
+			goto key;
+		}
+		why = "expected string key";
+		goto fail;
+	}
+	t = scan_string(p, &w, end);
+	p = t.p;
+	if (t.why) {
+		why = t.why;
+		goto fail;
+	}
+
+colon:
+	if (AT_END(p))
+		goto eof;
+	if (*p != ':') {
+		if (is_ws(*p)) {
+			p = SKIP_WS(p);
+			goto colon;
+		}
+		why = "expected ':'";
+		goto fail;
+	}
+	p++;
 
 value:
-	/* p is past whitespace; p < end */
+	if (AT_END(p))
+		goto eof;
 	if (*p == '"') {
 		t = scan_string(p, &w, end);
 	} else if (is_digit(*p) || *p == '-') {
 		t = scan_number(p, end);
 	} else if (*p == '{' || *p == '[') {
 		goto open;
+	} else if (is_ws(*p)) {
+		p = SKIP_WS(p);
+		goto value;
 	} else {
 		switch (*p) {
 		case 't':
@@ -554,13 +630,10 @@ value:
 
 next:
 	/* a value inside the container cur has just ended at p */
-	p = SKIP_WS(p);
 	if (AT_END(p))
 		goto eof;
 	if (*p == ',') {
-		p = SKIP_WS(p + 1);
-		if (AT_END(p))
-			goto eof;
+		p++;
 		if (cur == '{')
 			goto key;
 		goto value;
@@ -569,6 +642,10 @@ next:
 	if (*p == cur + 2) {
 		p++;
 		goto close;
+	}
+	if (is_ws(*p)) {
+		p = SKIP_WS(p);
+		goto next;
 	}
 	why = cur == '{' ? "expected ',' or '}'" : "expected ',' or ']'";
 	goto fail;
@@ -583,30 +660,6 @@ close:
 		goto eof;
 	}
 	goto next;
-
-key:
-	/* p is past whitespace; p < end */
-	if (*p != '"') {
-		why = "expected string key";
-		goto fail;
-	}
-	t = scan_string(p, &w, end);
-	p = t.p;
-	if (t.why) {
-		why = t.why;
-		goto fail;
-	}
-	p = SKIP_WS(p);
-	if (AT_END(p))
-		goto eof;
-	if (*p != ':') {
-		why = "expected ':'";
-		goto fail;
-	}
-	p = SKIP_WS(p + 1);
-	if (AT_END(p))
-		goto eof;
-	goto value;
 
 done:
 	p = skip_ws(p, end);

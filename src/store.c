@@ -613,6 +613,8 @@ static int recover(evs_store *s)
 	}
 	if (!rc && s->open_stats.recovered_batches)
 		rc = load_heads(s);
+	if (!rc)
+		rc = evs__ix_max_id(s->wix, s->max_id);
 out:
 	if (in_tx)
 		evs__ix_rollback(s->wix);

@@ -76,6 +76,8 @@ int evs__ix_list_streams(evs__ix *ix, const char *after, uint64_t limit,
 int evs__ix_list_categories(evs__ix *ix, evs_name_cb cb, void *ctx);
 int evs__ix_counts(evs__ix *ix, uint64_t *streams, uint64_t *batches,
 		   uint64_t *log_bytes);
+/* The greatest stored event id, or all zeros when there is none. */
+int evs__ix_max_id(evs__ix *ix, uint8_t out[16]);
 int evs__ix_stream_ends(evs__ix *ix, int64_t stream_id, uint64_t *first, uint64_t *last);
 int evs__ix_each_batch(evs__ix *ix, evs__ix_batch_cb cb, void *ctx);
 
@@ -152,6 +154,7 @@ struct evs_store {
 	evs__map heads;
 	evs__pid *pids;        /* writer-given ids not yet surely indexed */
 	size_t pids_cap, pids_n;
+	uint8_t max_id[16];    /* no stored id sorts after it (writer.c) */
 	uint8_t *zeros;        /* for cutting back failed writes */
 
 	pthread_mutex_t wmu;
