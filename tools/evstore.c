@@ -1533,8 +1533,9 @@ static const char usage_generate[] =
 	"  --durability D   sync (default) or none\n"
 	"\n"
 	"Prints progress to stderr, then {\"events\",\"streams\",\"appends\",\n"
-	"\"seconds\",\"events_per_second\",\"head_position\"} and the store's\n"
-	"statistics (as 'evstore stats').\n";
+	"\"seconds\",\"events_per_second\",\"head_position\"}, the store's\n"
+	"statistics (as 'evstore stats'), and the events of order-1 read\n"
+	"back (as 'evstore read').\n";
 
 /* splitmix64: tiny, fast, and the same sequence on every platform. */
 static uint64_t rng_next(uint64_t *s)
@@ -2127,8 +2128,19 @@ static int cmd_generate(const char *cmd, int argc, char **argv)
 				(double)nevents / secs + 0.5 : (double)nevents),
 			"head_position", (json_int_t)st.head_position);
 	if (emit(obj, JSON_REAL_PRECISION(6)) != 0 ||
-	    emit(stats_json(dir, &st), 0) != 0)
+	    emit(stats_json(dir, &st), 0) != 0) {
 		rc = emit_fail(cmd);
+		goto out;
+	}
+	/* A sample of what was stored: the first order, read back. */
+	{
+		struct print_ctx pctx = { cmd, 0 };
+		err = evs_read_stream(store, "order-1", 1, EVS_FORWARD, 0, print_event, &pctx);
+		if (pctx.failed)
+			rc = 1;
+		else if (err != 0)
+			rc = lib_fail(cmd, err, "cannot read back stream 'order-1'");
+	}
 out:
 	evs_close(store);
 	if (datas)
