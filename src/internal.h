@@ -47,6 +47,8 @@ uint64_t evs__monotonic_ns(void);
 /* A version 7 (time-ordered) UUID: generated ids sort by creation time so
  * the id index is appended to rather than scattered. */
 void evs__uuid_v7(uint8_t out[16], int64_t now_us);
+/* A hash of a 16-byte id whose every bit depends on every input bit. */
+size_t evs__id_hash(const uint8_t id[16]);
 int evs__check_stream_name(const char *stream, size_t *len_out);
 int evs__check_type_name(const char *type, size_t *len_out);
 

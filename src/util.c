@@ -106,6 +106,21 @@ void evs__uuid_v7(uint8_t out[16], int64_t now_us)
 		out[i] = (uint8_t)(r2 >> (8 * (i - 9)));
 }
 
+size_t evs__id_hash(const uint8_t id[16])
+{
+	/* Every input bit must reach the low bits the table uses: ids may
+	 * differ only in a few bytes anywhere (a counter in the timestamp
+	 * of a version 7 id).  MurmurHash3's finaliser does that. */
+	uint64_t h = evs__get64(id) ^ (evs__get64(id + 8) * 0x9E3779B97F4A7C15ull);
+
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	return (size_t)h;
+}
+
 void evs_uuid_format(char out[37], const uint8_t id[16])
 {
 	static const char hex[] = "0123456789abcdef";

@@ -206,17 +206,9 @@ static int check_idempotent(evs_store *s, evs__req *r, uint64_t pos)
  * bounds the live ones.  Generated ids need no entry: a writer can only
  * learn one by reading it, and reads wait for the index.
  */
-static size_t pid_hash(const uint8_t *id)
-{
-	uint64_t h = evs__get64(id) * 0x9E3779B97F4A7C15ull ^
-		     evs__get64(id + 8) * 0xC2B2AE3D27D4EB4Full;
-
-	return (size_t)(h ^ (h >> 29));
-}
-
 static void pid_insert(evs__pid *t, size_t cap, const uint8_t *id, uint64_t position)
 {
-	size_t i = pid_hash(id) & (cap - 1);
+	size_t i = evs__id_hash(id) & (cap - 1);
 
 	while (t[i].position && memcmp(t[i].id, id, 16) != 0)
 		i = (i + 1) & (cap - 1);
@@ -282,7 +274,7 @@ static void lix_end(evs_store *s)
 static int find_id(evs_store *s, const uint8_t *id, uint64_t *pos)
 {
 	if (s->pids_cap) {
-		size_t i = pid_hash(id) & (s->pids_cap - 1);
+		size_t i = evs__id_hash(id) & (s->pids_cap - 1);
 		while (s->pids[i].position) {
 			if (memcmp(s->pids[i].id, id, 16) == 0) {
 				if (s->pids[i].position > s->lix_indexed) {

@@ -1431,6 +1431,35 @@ START_TEST(test_idem_duplicate_in_long_append)
 }
 END_TEST
 
+/*
+ * The leader's table of given ids hashes them: ids that differ in one
+ * byte only, anywhere (a counter inside a version 7 timestamp), must
+ * still spread over the table, or every look-up walks one long chain.
+ */
+START_TEST(test_id_hash_spreads)
+{
+	for (int byte = 0; byte < 16; byte++) {
+		uint8_t seen[4096 / 8];
+		int distinct = 0;
+
+		memset(seen, 0, sizeof(seen));
+		for (int v = 0; v < 256; v++) {
+			uint8_t id[16];
+			memset(id, 0x11, 16);
+			id[byte] = (uint8_t)v;
+			size_t slot = evs__id_hash(id) & 4095;
+			if (!(seen[slot / 8] & (1u << (slot % 8)))) {
+				seen[slot / 8] |= (uint8_t)(1u << (slot % 8));
+				distinct++;
+			}
+		}
+		/* 256 random slots of 4096 would leave about 248 distinct */
+		ck_assert_msg(distinct >= 230, "byte %d: only %d distinct slots of 256 ids",
+			      byte, distinct);
+	}
+}
+END_TEST
+
 /* ========================================================== validation */
 
 #define VAL_SEGMENT 16384u
@@ -2790,6 +2819,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_idem_across_reopen);
 	tcase_add_loop_test(tc, test_idem_refused, 0, REUSE_CASES);
 	tcase_add_test(tc, test_idem_duplicate_in_long_append);
+	tcase_add_test(tc, test_id_hash_spreads);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("validation");
