@@ -8,7 +8,8 @@
  *
  * Segments are created whole: written to a temp name with the header and
  * zeros up to their full size, fsync'ed, renamed into place, and the
- * directory fsync'ed; so the hot path never changes a file's size.  Zeros
+ * directory fsync'ed; so the hot path never changes a file's size.  The
+ * zeros are normally written ahead of time (the spare, below).  Zeros
  * are written rather than fallocate'd: writing into unwritten extents makes
  * every fdatasync commit extent metadata as well as data.
  */
@@ -18,6 +19,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include "crc32c.h"
 #include "store.h"
@@ -39,18 +41,9 @@ int evs__seg_check_header(const uint8_t *hdr, uint64_t first, uint64_t *size_out
 	return 0;
 }
 
-int evs__seg_create(int *fd_out, const char *logdir, uint64_t first,
-		    uint64_t size)
+static void seg_header(uint8_t *hdr, uint64_t first, uint64_t size)
 {
-	char path[4096], tmp[4200];
-	uint8_t hdr[EVS__SEG_HDR];
-	static const size_t chunk = 1u << 20;
-	uint8_t *zeros;
-	int fd, err;
-
-	evs__seg_name(path, sizeof(path), logdir, first);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	memset(hdr, 0, sizeof(hdr));
+	memset(hdr, 0, EVS__SEG_HDR);
 	memcpy(hdr, EVS__SEG_MAGIC, 8);
 	evs__put32(hdr + 8, 1);
 	evs__put32(hdr + 12, EVS__SEG_HDR);
@@ -58,42 +51,206 @@ int evs__seg_create(int *fd_out, const char *logdir, uint64_t first,
 	evs__put64(hdr + 24, size);
 	evs__put64(hdr + 32, (uint64_t)evs__now_us());
 	evs__put32(hdr + 60, evs__crc32c(0, hdr, 60));
+}
 
-	zeros = evs__calloc(1, chunk);
-	if (!zeros)
-		return evs__err(EVS_ENOMEM, "out of memory creating segment %s", path);
-	fd = evs__os_table.open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0) {
-		evs__free(zeros);
-		return evs__err_sys(errno, "create segment", tmp);
+/* Writes zeros over [from, size) in 1 MiB writes; stops early (returning
+ * 1) when *stop becomes true.  0 or -1 with errno. */
+static int zero_fill(int fd, uint64_t from, uint64_t size, const atomic_bool *stop)
+{
+	static const size_t chunk = 1u << 20;
+	uint8_t *zeros = evs__calloc(1, chunk);
+
+	if (!zeros) {
+		errno = ENOMEM;
+		return -1;
 	}
-	if (evs__os_pwrite_all(fd, hdr, sizeof(hdr), 0) != 0)
-		goto fail;
-	for (uint64_t off = EVS__SEG_HDR; off < size;) {
+	for (uint64_t off = from; off < size;) {
 		size_t n = size - off < chunk ? (size_t)(size - off) : chunk;
-		if (evs__os_pwrite_all(fd, zeros, n, (off_t)off) != 0)
-			goto fail;
+		if (stop && atomic_load(stop)) {
+			evs__free(zeros);
+			return 1;
+		}
+		if (evs__os_pwrite_all(fd, zeros, n, (off_t)off) != 0) {
+			int e = errno;
+			evs__free(zeros);
+			errno = e;
+			return -1;
+		}
 		off += n;
 	}
-	if (evs__os_table.fsync(fd) != 0)
-		goto fail;
-	if (evs__os_table.rename(tmp, path) != 0)
-		goto fail;
+	evs__free(zeros);
+	return 0;
+}
+
+int evs__seg_create(int *fd_out, const char *logdir, uint64_t first,
+		    uint64_t size)
+{
+	char path[4096], tmp[4200];
+	uint8_t hdr[EVS__SEG_HDR];
+	int fd, err;
+
+	evs__seg_name(path, sizeof(path), logdir, first);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	seg_header(hdr, first, size);
+	fd = evs__os_table.open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		return evs__err_sys(errno, "create segment", tmp);
+	if (evs__os_pwrite_all(fd, hdr, sizeof(hdr), 0) != 0 ||
+	    zero_fill(fd, EVS__SEG_HDR, size, NULL) != 0 ||
+	    evs__os_table.fsync(fd) != 0 ||
+	    evs__os_table.rename(tmp, path) != 0) {
+		err = evs__err_sys(errno, "create segment", tmp);
+		evs__os_table.close(fd);
+		evs__os_table.unlink(tmp);
+		return err;
+	}
 	if (evs__os_fsync_dir(logdir) != 0) {
 		err = evs__err_sys(errno, "fsync log directory", logdir);
 		evs__os_table.close(fd);
-		evs__free(zeros);
 		return err;
 	}
-	evs__free(zeros);
 	*fd_out = fd;
 	return 0;
-fail:
-	err = evs__err_sys(errno, "create segment", tmp);
-	evs__os_table.close(fd);
-	evs__os_table.unlink(tmp);
-	evs__free(zeros);
-	return err;
+}
+
+/* ---- the spare: the next segment, zero-filled ahead of time ----
+ *
+ * Zero-filling a 64 MiB segment takes a good part of a second, which a
+ * roll would otherwise spend between two groups.  A thread prepares
+ * log/spare.tmp (zeros, fsync'ed) once the active segment is half full;
+ * a roll then only writes the header, syncs it, renames the spare into
+ * place and syncs the directory.  A spare of the right size left by an
+ * earlier run is reused; any other is removed at open.
+ */
+
+static void spare_path(char *out, size_t size, const char *logdir)
+{
+	snprintf(out, size, "%s/spare.tmp", logdir);
+}
+
+static void *spare_main(void *arg)
+{
+	evs_store *s = arg;
+	char path[4200];
+
+	spare_path(path, sizeof(path), s->logdir);
+	pthread_mutex_lock(&s->spare_mu);
+	for (;;) {
+		while (!s->spare_stop_req && !(s->spare_want && s->spare_fd < 0))
+			pthread_cond_wait(&s->spare_cv, &s->spare_mu);
+		if (s->spare_stop_req)
+			break;
+		s->spare_want = false;
+		pthread_mutex_unlock(&s->spare_mu);
+
+		int fd = evs__os_table.open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+		int rc = fd < 0 ? -1 : zero_fill(fd, 0, s->opts.segment_size, &s->spare_stop);
+		if (rc == 0)
+			rc = evs__os_table.fsync(fd);
+		if (rc != 0 && fd >= 0) {
+			/* stopped, or failed: a roll creates its segment itself */
+			evs__os_table.close(fd);
+			evs__os_table.unlink(path);
+			fd = -1;
+		}
+		pthread_mutex_lock(&s->spare_mu);
+		s->spare_fd = fd;
+	}
+	pthread_mutex_unlock(&s->spare_mu);
+	return NULL;
+}
+
+bool evs__spare_enabled = true;
+
+int evs__spare_start(evs_store *s)
+{
+	char path[4200];
+	struct stat st;
+
+	s->spare_fd = -1;
+	if (!evs__spare_enabled)
+		return 0;
+	spare_path(path, sizeof(path), s->logdir);
+	if (stat(path, &st) == 0) {
+		if ((uint64_t)st.st_size == s->opts.segment_size)
+			s->spare_fd = evs__os_table.open(path, O_RDWR, 0);
+		if (s->spare_fd < 0)
+			evs__os_table.unlink(path);
+	}
+	pthread_mutex_init(&s->spare_mu, NULL);
+	pthread_cond_init(&s->spare_cv, NULL);
+	s->spare_init = true;
+	if (pthread_create(&s->spare_thread, NULL, spare_main, s) != 0)
+		return evs__err(EVS_ENOMEM, "store %s: cannot start the segment thread", s->dir);
+	s->spare_running = true;
+	return 0;
+}
+
+void evs__spare_stop(evs_store *s)
+{
+	if (!s->spare_init)
+		return;
+	if (s->spare_running) {
+		atomic_store(&s->spare_stop, true);
+		pthread_mutex_lock(&s->spare_mu);
+		s->spare_stop_req = true;
+		pthread_cond_signal(&s->spare_cv);
+		pthread_mutex_unlock(&s->spare_mu);
+		pthread_join(s->spare_thread, NULL);
+		s->spare_running = false;
+	}
+	if (s->spare_fd >= 0)
+		evs__os_table.close(s->spare_fd); /* kept on disk for the next open */
+	s->spare_fd = -1;
+	pthread_mutex_destroy(&s->spare_mu);
+	pthread_cond_destroy(&s->spare_cv);
+	s->spare_init = false;
+}
+
+void evs__spare_want(evs_store *s)
+{
+	if (!s->spare_init)
+		return;
+	pthread_mutex_lock(&s->spare_mu);
+	if (s->spare_fd < 0 && !s->spare_want) {
+		s->spare_want = true;
+		pthread_cond_signal(&s->spare_cv);
+	}
+	pthread_mutex_unlock(&s->spare_mu);
+}
+
+int evs__spare_install(evs_store *s, uint64_t first, int *fd_out)
+{
+	char path[4096], spare[4200];
+	uint8_t hdr[EVS__SEG_HDR];
+	int fd = -1;
+
+	if (s->spare_init) {
+		pthread_mutex_lock(&s->spare_mu);
+		fd = s->spare_fd;
+		s->spare_fd = -1;
+		pthread_mutex_unlock(&s->spare_mu);
+	}
+	if (fd < 0)
+		return evs__seg_create(fd_out, s->logdir, first, s->opts.segment_size);
+	evs__seg_name(path, sizeof(path), s->logdir, first);
+	spare_path(spare, sizeof(spare), s->logdir);
+	seg_header(hdr, first, s->opts.segment_size);
+	if (evs__os_pwrite_all(fd, hdr, sizeof(hdr), 0) != 0 ||
+	    evs__os_table.fdatasync(fd) != 0 ||
+	    evs__os_table.rename(spare, path) != 0) {
+		int err = evs__err_sys(errno, "install segment", path);
+		evs__os_table.close(fd);
+		evs__os_table.unlink(spare);
+		return err;
+	}
+	if (evs__os_fsync_dir(s->logdir) != 0) {
+		int err = evs__err_sys(errno, "fsync log directory", s->logdir);
+		evs__os_table.close(fd);
+		return err;
+	}
+	*fd_out = fd;
+	return 0;
 }
 
 static int cmp_u64(const void *a, const void *b)

@@ -806,6 +806,10 @@ int evs_open(evs_store **out, const char *dir, const evs_options *opts)
 			goto fail;
 		}
 		rc = evs__indexer_start(s);
+		if (!rc)
+			rc = evs__spare_start(s);
+		if (!rc)
+			rc = evs__writer_first_segment(s);
 		if (rc)
 			goto fail;
 	} else {
@@ -831,6 +835,7 @@ void evs_close(evs_store *s)
 {
 	if (!s)
 		return;
+	evs__spare_stop(s);
 	evs__indexer_stop(s);
 	evs__shared_unmap(s);
 	if (s->wfd >= 0)

@@ -94,6 +94,15 @@ void evs__seg_name(char *out, size_t size, const char *logdir, uint64_t first);
  * descriptor in *fd_out. */
 int evs__seg_create(int *fd_out, const char *logdir, uint64_t first,
 		    uint64_t size);
+/* The spare segment (segment.c): prepared in the background, installed at a
+ * roll (or a segment is created on the spot if none is ready). */
+int evs__spare_start(evs_store *s);
+/* Tests that count I/O calls turn the background thread off (its calls
+ * would make the count vary from run to run). */
+extern bool evs__spare_enabled;
+void evs__spare_stop(evs_store *s);
+void evs__spare_want(evs_store *s);
+int evs__spare_install(evs_store *s, uint64_t first, int *fd_out);
 /* Checks the 64-byte header of a segment read into hdr. */
 int evs__seg_check_header(const uint8_t *hdr, uint64_t first, uint64_t *size_out);
 /* Sorted list of segment first positions in logdir; removes stale temp
@@ -164,6 +173,14 @@ struct evs_store {
 	_Atomic uint64_t visible;
 	_Atomic uint64_t indexed;
 
+	/* segment.c: the spare segment */
+	bool spare_init, spare_running, spare_want, spare_stop_req;
+	atomic_bool spare_stop;
+	int spare_fd;
+	pthread_t spare_thread;
+	pthread_mutex_t spare_mu;
+	pthread_cond_t spare_cv;
+
 	/* indexer.c */
 	bool ix_init, ix_running, ix_stop;
 	pthread_t ix_thread;
@@ -207,6 +224,10 @@ int evs__store_read_begin(evs_store *s, evs__ix **ix_out, uint64_t *head);
 /* Reads and checks the batch `b` into *buf (grown as needed). */
 int evs__read_batch(evs_store *s, const evs__batch_ref *b, uint8_t **buf,
 		    size_t *cap, evs__batch_hdr *h);
+
+/* writer.c: a store with no segment yet gets its first one (at open, so
+ * that the first append does not pay for it). */
+int evs__writer_first_segment(evs_store *s);
 
 /* indexer.c */
 evs__pgroup *evs__pgroup_new(size_t n, size_t extra, uint8_t **area);

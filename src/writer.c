@@ -392,7 +392,7 @@ static int roll(evs_store *s)
 		evs__os_table.close(s->wfd);
 		s->wfd = -1;
 	}
-	rc = evs__seg_create(&s->wfd, s->logdir, s->next_position, s->opts.segment_size);
+	rc = evs__spare_install(s, s->next_position, &s->wfd);
 	if (rc)
 		return fail_store(s, rc);
 	s->wseg = s->next_position;
@@ -402,6 +402,11 @@ static int roll(evs_store *s)
 	if (rc)
 		return fail_store(s, rc);
 	return 0;
+}
+
+int evs__writer_first_segment(evs_store *s)
+{
+	return s->wfd < 0 && s->nsegs == 0 ? roll(s) : 0;
 }
 
 static uint64_t seg_room(const evs_store *s)
@@ -599,6 +604,8 @@ static size_t lead(evs_store *s, evs__req **grp, size_t n)
 		goto io_failed;
 	}
 	s->woff += total;
+	if (s->woff > s->wsize / 2)
+		evs__spare_want(s);
 	rc = queue_for_index(s, grp, taken);
 	if (rc) {
 		/* The events are durable in the log and will be indexed at the

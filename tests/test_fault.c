@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "store.h"
 #include "testutil.h"
@@ -112,6 +114,9 @@ static int f_rename(const char *from, const char *to)
 
 static void install(void)
 {
+	/* The sweep counts I/O calls: no background segment preparation,
+	 * whose calls would interleave differently from run to run. */
+	evs__spare_enabled = false;
 	evs__os_table = evs__os_default;
 	evs__os_table.pwrite = f_pwrite;
 	evs__os_table.pwritev = f_pwritev;
@@ -125,6 +130,7 @@ static void uninstall(void)
 {
 	evs__os_table = evs__os_default;
 	fault.at = 0;
+	evs__spare_enabled = true;
 }
 
 #define APPENDS 40
@@ -327,6 +333,122 @@ START_TEST(test_failed_state)
 }
 END_TEST
 
+/* Waits (up to 10 s) for the background thread to leave a full spare. */
+static bool spare_ready(const char *dir, off_t size)
+{
+	char *path;
+	struct stat st;
+	bool ok = false;
+
+	if (asprintf(&path, "%s/log/spare.tmp", dir) < 0)
+		abort();
+	for (int i = 0; i < 1000 && !ok; i++) {
+		ok = stat(path, &st) == 0 && st.st_size == size;
+		if (!ok)
+			usleep(10000);
+	}
+	free(path);
+	return ok;
+}
+
+/* Appends 1-event batches to order-1 until the store has `segs` segments. */
+static int fill_until(evs_store *s, const char *dir, size_t segs)
+{
+	int n = 0;
+
+	while (tu_segment_count(dir) < segs) {
+		evs_new_event ev = { "Filler", "{\"pad\":\"0123456789012345678901234567890123456789\"}",
+				     NULL, NULL, 0 };
+		ck_assert_int_eq(evs_append(s, "order-1", EVS_EXPECT_ANY, &ev, 1, NULL), 0);
+		n++;
+	}
+	return n;
+}
+
+/* Fills a fresh 8192-byte segment past its half (the filler record is
+ * about 120 bytes): the writer then asks for a spare. */
+static int fill_half(evs_store *s)
+{
+	for (int i = 0; i < 45; i++) {
+		evs_new_event ev = { "Filler", "{\"pad\":\"0123456789012345678901234567890123456789\"}",
+				     NULL, NULL, 0 };
+		ck_assert_int_eq(evs_append(s, "order-1", EVS_EXPECT_ANY, &ev, 1, NULL), 0);
+	}
+	ck_assert_uint_eq(tu_segment_count(s->dir), 1);
+	return 45;
+}
+
+/* A roll installs the spare the background thread prepared. */
+START_TEST(test_spare_installed)
+{
+	char *dir = tu_mkdtemp();
+	evs_store *s = tu_open(dir, 8192, 1);
+	int n;
+
+	ck_assert_ptr_nonnull(s);
+	ck_assert_uint_eq(tu_segment_count(dir), 1); /* made at open */
+	n = fill_half(s);
+	/* past half the segment, a spare is prepared */
+	ck_assert(spare_ready(dir, 8192));
+	n += fill_until(s, dir, 2);
+	char *seg = tu_segment_path(dir, 1);
+	size_t size;
+	char *bytes = tu_read_file(seg, &size);
+	ck_assert_uint_eq(size, 8192);
+	ck_assert_int_eq(memcmp(bytes, "EVSSEG\0\1", 8), 0);
+	free(bytes);
+	free(seg);
+	int got = 0;
+	ck_assert_int_eq(evs_read_all(s, 1, 0, NULL, tu_count_cb, &got), 0);
+	ck_assert_int_eq(got, n);
+	ck_assert_int_eq(evs_verify(s, NULL, NULL, NULL), 0);
+	evs_close(s);
+	tu_rmdir(dir);
+	free(dir);
+}
+END_TEST
+
+/* Installing the spare fails at its rename: the store fails, nothing
+ * unacknowledged comes back, and a reopen goes on. */
+START_TEST(test_spare_install_fails)
+{
+	char *dir = tu_mkdtemp();
+	evs_store *s = tu_open(dir, 8192, 1);
+	int acked = 0, rc = 0;
+
+	ck_assert_ptr_nonnull(s);
+	acked = fill_half(s);
+	ck_assert(spare_ready(dir, 8192));
+	evs__os_table = evs__os_default;
+	evs__os_table.rename = f_rename;
+	fault = (fault_plan){ F_EIO_RENAME, 1, false, 0, 0 };
+	while (rc == 0) {
+		evs_new_event ev = { "Filler", "{\"pad\":\"0123456789012345678901234567890123456789\"}",
+				     NULL, NULL, 0 };
+		rc = evs_append(s, "order-1", EVS_EXPECT_ANY, &ev, 1, NULL);
+		if (rc == 0)
+			acked++;
+	}
+	ck_assert_int_eq(rc, EVS_EIO);
+	ck_assert_int_eq(fault.injected, 1);
+	ck_assert_msg(strstr(evs_errmsg(), "install segment"), "message: %s", evs_errmsg());
+	evs_new_event ev = { "Late", "{}", NULL, NULL, 0 };
+	ck_assert_int_eq(evs_append(s, "order-2", EVS_EXPECT_ANY, &ev, 1, NULL), EVS_EFAILED);
+	evs_close(s);
+	uninstall();
+	s = tu_open(dir, 8192, 1);
+	ck_assert_ptr_nonnull(s);
+	int got = 0;
+	ck_assert_int_eq(evs_read_all(s, 1, 0, NULL, tu_count_cb, &got), 0);
+	ck_assert_int_eq(got, acked);
+	ck_assert_int_eq(evs_verify(s, NULL, NULL, NULL), 0);
+	ck_assert_int_eq(evs_append(s, "order-2", EVS_EXPECT_ANY, &ev, 1, NULL), 0);
+	evs_close(s);
+	tu_rmdir(dir);
+	free(dir);
+}
+END_TEST
+
 static Suite *fault_suite(void)
 {
 	Suite *su = suite_create("fault");
@@ -336,6 +458,8 @@ static Suite *fault_suite(void)
 	tcase_add_loop_test(tc, test_transient, 0, F__COUNT);
 	tcase_add_loop_test(tc, test_persistent, 0, F__COUNT);
 	tcase_add_test(tc, test_failed_state);
+	tcase_add_test(tc, test_spare_installed);
+	tcase_add_test(tc, test_spare_install_fails);
 	suite_add_tcase(su, tc);
 	return su;
 }
