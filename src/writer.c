@@ -631,50 +631,36 @@ io_failed:
 	return taken;
 }
 
-static int cmp_id(const void *a, const void *b)
+/* Is any id in ids[0..n) there twice?  A small hash set of indexes.
+ * 1 with the two events' indexes, 0, or -1 when out of memory. */
+static int has_duplicate_id(const uint8_t *ids, size_t n, size_t *i_out, size_t *j_out)
 {
-	return memcmp(a, b, 16);
-}
+	uint32_t local[256], *set = local;
+	size_t cap = 16;
+	int dup = 0;
 
-/* Is any id in ids[0..n) there twice? */
-static bool has_duplicate_id(const uint8_t *ids, size_t n, size_t *i_out, size_t *j_out)
-{
-	if (n <= 64) {
-		for (size_t i = 0; i < n; i++)
-			for (size_t j = i + 1; j < n; j++)
-				if (memcmp(ids + 16 * i, ids + 16 * j, 16) == 0) {
-					*i_out = i;
-					*j_out = j;
-					return true;
-				}
-		return false;
+	while (cap < 2 * n)
+		cap *= 2;
+	if (cap > sizeof(local) / sizeof(local[0])) {
+		set = evs__malloc(cap * sizeof(*set));
+		if (!set)
+			return -1;
 	}
-	uint8_t *sorted = evs__malloc(16 * n);
-	bool dup = false;
-	if (!sorted)
-		return false;
-	memcpy(sorted, ids, 16 * n);
-	qsort(sorted, n, 16, cmp_id);
-	for (size_t k = 1; k < n && !dup; k++) {
-		const uint8_t *v = sorted + 16 * k;
-		size_t first = SIZE_MAX;
-
-		if (memcmp(sorted + 16 * (k - 1), v, 16) != 0)
-			continue;
-		dup = true;
-		for (size_t i = 0; i < n; i++) {
-			if (memcmp(ids + 16 * i, v, 16) != 0)
-				continue;
-			if (first == SIZE_MAX) {
-				first = i;
-			} else {
-				*i_out = first;
-				*j_out = i;
+	memset(set, 0xff, cap * sizeof(*set));
+	for (size_t k = 0; k < n && !dup; k++) {
+		size_t h = evs__id_hash(ids + 16 * k) & (cap - 1);
+		for (; set[h] != UINT32_MAX; h = (h + 1) & (cap - 1)) {
+			if (memcmp(ids + 16 * (size_t)set[h], ids + 16 * k, 16) == 0) {
+				*i_out = set[h];
+				*j_out = k;
+				dup = 1;
 				break;
 			}
 		}
+		set[h] = (uint32_t)k;
 	}
-	evs__free(sorted);
+	if (set != local)
+		evs__free(set);
 	return dup;
 }
 
@@ -776,7 +762,11 @@ static int encode(evs_store *s, evs__req *r, const evs_new_event *ev, size_t n)
 	}
 	/* The same id twice in one append can never be stored. */
 	size_t di = 0, dj = 0;
-	if (any_id && has_duplicate_id(r->ids, n, &di, &dj))
+	int dup = any_id ? has_duplicate_id(r->ids, n, &di, &dj) : 0;
+	if (dup < 0)
+		rc = evs__err(EVS_ENOMEM, "stream '%s': out of memory checking %zu ids",
+			      r->stream, n);
+	else if (dup)
 		rc = evs__err(EVS_EINVAL, "stream '%s': events %zu and %zu have the same id",
 			      r->stream, di + 1, dj + 1);
 out:
