@@ -3,31 +3,41 @@
  * recursion and without allocating, for the append hot path.
  *
  * The checker is a small pushdown automaton written as a few labelled
- * states inside one function (value, key, next).  The stack of open
+ * states inside one function (key, colon, value, next).  The stack of open
  * containers is a fixed array of EVS__JSON_MAX_DEPTH bytes on the C stack,
  * one byte per container ('{' or '['), so hostile nesting costs a bounded
  * 512 bytes and is rejected at the bracket that goes one level too deep.
  *
  * Invariants:
  * - p only moves forward and never passes end.  Every read is inside
- *   [begin, end): the input is not NUL-terminated, and may end at the end
- *   of a page.
+ *   [begin, end): the input need not be NUL-terminated and may end at the
+ *   end of a page.
  * - cur is the innermost open container, 0 once the top-level object has
  *   closed; stack[0..depth) holds the containers around it, stack[0] == 0.
- * - The token scanners (string, escape, number) return p just past the
- *   token and a NULL reason, or p at the error and a static reason.
+ * - The token scanners return p just past the token and a NULL reason, or
+ *   p at the error and a static reason.
+ * - The fast paths below only find, sooner, the first byte that the
+ *   byte-at-a-time code has to look at; that code then decides what the
+ *   byte means.  So the verdict, the offset and the reason are the same
+ *   for every input whichever path ran.
  *
- * Strings dominate event bodies.  With SSE2 (baseline on x86-64) the
- * checker keeps a window: a bit map of the bytes a string scan has to stop
- * at ('"', '\\', < 0x20, >= 0x80) for 64 bytes of input, built sixteen
- * bytes at a time.  The end of a plain string is then a shift and a count
- * of trailing zeros, with no dependence on a load at the string's own
- * address, so consecutive short keys and values do not wait on each other.
- * Without SSE2, plain runs are skipped eight bytes at a time with
- * word-wide tests.  Either way only the first stop byte is found fast; the
- * byte-at-a-time code decides what it means, so every verdict, offset and
- * reason is the same on both paths.  Defining EVS__JSON_NO_SIMD builds only
- * the portable path (the tests compile a second copy that way).
+ * Speed (event bodies are mostly short keys, short ASCII strings and
+ * numbers, so the cost is per token rather than per byte):
+ * - The automaton is compiled twice (see check()).  Every valid input ends
+ *   in '}' and whitespace, and then most end-of-input tests cannot fire and
+ *   are left out.
+ * - Each state first tests for the byte compact JSON has there, and only
+ *   then for whitespace.
+ * - With SSE2 (baseline on x86-64), strings are scanned with a window: a
+ *   bit map of the bytes that stop a string scan ('"', '\\', < 0x20,
+ *   >= 0x80) over 64 bytes, built sixteen bytes at a time.  Finding the end
+ *   of a plain string is then bit arithmetic on the map, not a load at an
+ *   address that depends on where the previous token ended, so the short
+ *   strings of an event do not wait on each other.  Without SSE2, plain
+ *   runs are skipped eight bytes at a time with word-wide tests.
+ *
+ * Defining EVS__JSON_NO_SIMD builds only the portable code; the tests
+ * compile a second copy of this file that way, to run both.
  */
 #include "jsoncheck.h"
 
@@ -39,16 +49,11 @@
 #include <emmintrin.h>
 #endif
 
-#define ONES 0x0101010101010101u
-#define HIGHS 0x8080808080808080u
-
-static inline uint64_t load64(const unsigned char *p)
-{
-	uint64_t w;
-
-	memcpy(&w, p, sizeof(w));
-	return w;
-}
+#if defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
 
 /* Bytes a string scan must stop at: '"', '\\', < 0x20 and >= 0x80. */
 static const unsigned char str_stop[256] = {
@@ -69,6 +74,17 @@ static const unsigned char str_stop[256] = {
 	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,	/* 0xe0 */
 	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,	/* 0xf0 */
 };
+
+#define ONES 0x0101010101010101u
+#define HIGHS 0x8080808080808080u
+
+static inline uint64_t load64(const unsigned char *p)
+{
+	uint64_t w;
+
+	memcpy(&w, p, sizeof(w));
+	return w;
+}
 
 #ifndef JSON_SSE2
 /*
@@ -93,7 +109,7 @@ static inline int is_digit(unsigned c)
 	return c - '0' < 10;
 }
 
-/* JSON whitespace as a bit set over the bytes 0..0x20. */
+/* JSON whitespace, as a set of bits over the bytes 0..0x20. */
 #define WS_BITS ((uint64_t)1 << ' ' | (uint64_t)1 << '\t' | \
 		 (uint64_t)1 << '\n' | (uint64_t)1 << '\r')
 
@@ -110,7 +126,7 @@ static inline const unsigned char *skip_ws(const unsigned char *p,
 	return p;
 }
 
-/* skip_ws() when a byte that is not whitespace is known to follow. */
+/* skip_ws() where a byte that is not whitespace is known to follow p. */
 static inline const unsigned char *skip_ws_to_last(const unsigned char *p)
 {
 	while (is_ws(*p))
@@ -216,17 +232,11 @@ static const char *scan_escape(const unsigned char **pp,
 }
 
 
-#if defined(__GNUC__)
-#define ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define ALWAYS_INLINE inline
-#endif
-
 /*
  * A token scanner's result: on success p is just past the token and why
  * is NULL; on failure p is at the error and why says what it is.  Returned
  * by value, in two registers, so that the checker's cursor never has its
- * address taken and can live in a register.
+ * address taken and can stay in a register.
  */
 struct tok {
 	const unsigned char *p;
@@ -247,34 +257,12 @@ static inline struct tok tok_fail(const unsigned char *p, const char *why)
 	return t;
 }
 
-/*
- * p is at a byte inside a string that str_stop[] holds, other than '"':
- * a backslash, a control byte or a byte >= 0x80.  Moves past one escape or
- * one UTF-8 sequence, or fails.
- */
-static struct tok scan_special(const unsigned char *p,
-			       const unsigned char *end)
-{
-	const char *why;
-	size_t n;
-
-	if (*p == '\\') {
-		why = scan_escape(&p, end);
-		return why ? tok_fail(p, why) : tok_ok(p);
-	}
-	if (*p < 0x20)
-		return tok_fail(p, "unescaped control character in string");
-	n = utf8_seq(p, (size_t)(end - p));
-	if (n == 0)
-		return tok_fail(p, "invalid UTF-8 in string");
-	return tok_ok(p + n);
-}
-
 #ifdef JSON_SSE2
 /*
- * Bit i set when p[i] is plain: str_stop[] does not hold it.  (Built this
- * way round because SSE2 has no "less than" that would not need an extra
- * instruction to invert.)
+ * Bit i set when p[i] is plain, a byte str_stop[] does not hold.  This way
+ * round (the callers invert it) costs one instruction fewer: SSE2 only
+ * compares for "greater than", and gcc writes "below 0x20" as "above 0x1f"
+ * followed by an inversion of every lane.
  */
 static inline unsigned plain16(const unsigned char *p)
 {
@@ -294,30 +282,13 @@ static inline unsigned nondigits16(const unsigned char *p)
 {
 	__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
 
-	/* b - '0' below 10, unsigned, is b - '0' - 0x80 below -0x76, signed. */
-	v = _mm_sub_epi8(v, _mm_set1_epi8((char)('0' + 0x80)));
+	/* b - '0' is below 10 unsigned when b - '0' - 128 is below
+	 * 10 - 128 signed. */
+	v = _mm_sub_epi8(v, _mm_set1_epi8('0' - 128));
 	return ~(unsigned)_mm_movemask_epi8(
-		_mm_cmplt_epi8(v, _mm_set1_epi8((char)(10 - 0x80)))) & 0xffff;
+		_mm_cmplt_epi8(v, _mm_set1_epi8(10 - 128))) & 0xffff;
 }
 #endif
-
-/* The first byte at or after p that is not a digit, or end. */
-static inline const unsigned char *skip_digits(const unsigned char *p,
-					       const unsigned char *end)
-{
-#ifdef JSON_SSE2
-	unsigned m;
-
-	for (; end - p >= 16; p += 16) {
-		m = nondigits16(p);
-		if (m)
-			return p + __builtin_ctz(m);
-	}
-#endif
-	while (p < end && is_digit(*p))
-		p++;
-	return p;
-}
 
 /* The first byte at or after p that str_stop[] holds, or end. */
 static inline const unsigned char *skip_plain(const unsigned char *p,
@@ -340,14 +311,34 @@ static inline const unsigned char *skip_plain(const unsigned char *p,
 	return p;
 }
 
+/* The first byte at or after p that is not a digit, or end. */
+static inline const unsigned char *skip_digits(const unsigned char *p,
+					       const unsigned char *end)
+{
+#ifdef JSON_SSE2
+	unsigned m;
+
+	for (; end - p >= 16; p += 16) {
+		m = nondigits16(p);
+		if (m)
+			return p + __builtin_ctz(m);
+	}
+#endif
+	while (p < end && is_digit(*p))
+		p++;
+	return p;
+}
+
 /*
- * p is inside a string, after the opening quote, and the bytes from there
- * to p are plain.  Scans the rest of the string.
+ * p is inside a string, after the opening quote, and the bytes from that
+ * quote to p are plain.  Scans the rest of the string byte by byte, or a
+ * block at a time over plain runs.
  */
 static struct tok scan_string_rest(const unsigned char *p,
 				   const unsigned char *end)
 {
-	struct tok t;
+	const char *why;
+	size_t n;
 
 	for (;;) {
 		p = skip_plain(p, end);
@@ -355,24 +346,42 @@ static struct tok scan_string_rest(const unsigned char *p,
 			return tok_fail(p, "unterminated string");
 		if (*p == '"')
 			return tok_ok(p + 1);
-		t = scan_special(p, end);
-		if (t.why)
-			return t;
-		p = t.p;
+		if (*p == '\\') {
+			why = scan_escape(&p, end);
+			if (why)
+				return tok_fail(p, why);
+			continue;
+		}
+		if (*p < 0x20)
+			return tok_fail(p, "unescaped control character "
+					"in string");
+		n = utf8_seq(p, (size_t)(end - p));
+		if (n == 0)
+			return tok_fail(p, "invalid UTF-8 in string");
+		p += n;
 	}
 }
 
 #ifdef JSON_SSE2
 /*
- * A bit map of the bytes a string scan stops at, for 64 bytes of input:
- * bit i of stops is str_stop[base[i]].  The window is a cache of facts
- * about the input, so any part of it stays true while p moves on.  Over an
- * input of 64 bytes or more it lies inside the input; over a shorter one
- * it starts at the input and has no bits past its end.
+ * The stop bytes of 64 bytes of input: bit i of stops is str_stop[base[i]].
+ * The input does not change, so the map stays true while p moves on, and
+ * moves only when a string starts past it.  Over an input of 64 bytes or
+ * more the window lies inside the input; over a shorter one it starts at
+ * the input and has no bits past its end.
+ *
+ * rem is 0, or stops less the bits below some position: the stop bytes not
+ * yet consumed.  In compact JSON the only stop bytes outside strings are
+ * the quotes around them, so when one string ends the lowest bit of rem is
+ * usually the opening quote of the next.  Checking that is cheap and does
+ * not hold up the scan, and then that string's end comes from rem alone,
+ * so scanning a run of short strings is a short chain of bit operations
+ * rather than one through every byte test in between.
  */
 struct window {
 	const unsigned char *base;
 	uint64_t stops;
+	uint64_t rem;
 };
 
 static inline uint64_t str_stops64(const unsigned char *p)
@@ -398,42 +407,47 @@ static inline struct window window_init(const unsigned char *begin,
 		memcpy(buf, begin, len);
 		w.stops = str_stops64(buf) & (((uint64_t)1 << len) - 1);
 	}
+	w.rem = w.stops;
 	return w;
 }
 
 /*
- * p is at the opening quote.  A string that starts past the window moves
- * it to the string (or, near the end, to the last 64 bytes); a plain
- * string that ends inside it costs a shift and a count of trailing zeros,
- * and nothing in that depends on a load at the string's own address.
- * Anything else is left to scan_string_rest().
+ * p is at the opening quote.  A plain string that ends inside the window
+ * costs a few bit operations; anything else is left to scan_string_rest().
  */
 static ALWAYS_INLINE struct tok scan_string(const unsigned char *p,
 					    struct window *w,
 					    const unsigned char *end)
 {
-	size_t off = (size_t)(++p - w->base);
-	uint64_t m;
+	size_t off = (size_t)(p - w->base);
+	uint64_t r = w->rem;
+	const unsigned char *q = p + 1;
 
-	if (off >= 64) {
-		/* Only on inputs of 64 bytes or more. */
-		if (p == end)
-			return tok_fail(p, "unterminated string");
-		w->base = end - p >= 64 ? p : end - 64;
-		w->stops = str_stops64(w->base);
-		off = (size_t)(p - w->base);
+	if (r == 0 || (size_t)__builtin_ctzll(r) != off) {
+		/* Something else came first, or the window is behind. */
+		if (off >= 64) {
+			/* Only over 64 bytes or more: there is no copy. */
+			w->base = end - p >= 64 ? p : end - 64;
+			w->stops = str_stops64(w->base);
+			off = (size_t)(p - w->base);
+		}
+		r = w->stops & ~(uint64_t)0 << off;
 	}
-	m = w->stops >> off;
-	if (m) {
-		p += (unsigned)__builtin_ctzll(m);
-		if (*p == '"')
-			return tok_ok(p + 1);
+	/* The lowest bit of r is now the opening quote, at p. */
+	r &= r - 1;
+	if (r) {
+		q = w->base + __builtin_ctzll(r);
+		if (*q == '"') {
+			w->rem = r & (r - 1);
+			return tok_ok(q + 1);
+		}
 	}
-	return scan_string_rest(p, end);
+	w->rem = 0;
+	return scan_string_rest(q, end);
 }
 #else
 struct window {
-	char unused;
+	char unused;	/* the portable code keeps nothing */
 };
 
 static inline struct window window_init(const unsigned char *begin,
@@ -458,7 +472,7 @@ static inline struct tok scan_string(const unsigned char *p,
 
 /* p is at '-' or a digit. */
 static ALWAYS_INLINE struct tok scan_number(const unsigned char *p,
-				     const unsigned char *end)
+					    const unsigned char *end)
 {
 	if (*p == '-')
 		p++;
@@ -495,22 +509,24 @@ static inline int match(const unsigned char *p, const unsigned char *end,
 }
 
 /*
- * The automaton, compiled twice.  With closed set, the last byte of the
- * input that is not whitespace is a '}' at last; then every token the
- * automaton starts is at or before last (a scan for whitespace, digits or
- * a literal stops at that '}' at the latest, and a string's closing quote
- * is before it), and p can only pass last by consuming that '}'.  So the
- * end-of-input tests that this leaves out, marked AT_END, could never be
- * true: both copies give the same answer for every input, the one for
- * closed set does less work for it.  Every valid input is closed.
+ * The automaton, compiled twice (it is always inlined, and closed is a
+ * constant at both calls).
+ *
+ * closed is set when the last byte of the input that is not whitespace is
+ * the '}' at last, as in every valid input.  Then every token starts at or
+ * before last: a run of whitespace or digits, a literal or a punctuation
+ * byte cannot run past that '}', and a string ends at a quote, which comes
+ * before it.  The only way past last is to consume that '}', and close
+ * handles that.  So every test marked AT_END is false for such an input
+ * and can be left out, and whitespace can be skipped without looking for
+ * the end.  Both copies give the same result for every input.
  */
 #define AT_END(p) (!closed && (p) == end)
 #define SKIP_WS(p) (closed ? skip_ws_to_last(p) : skip_ws((p), end))
 
-static ALWAYS_INLINE int check(const unsigned char *begin,
-			       const unsigned char *end,
-			       const unsigned char *last, int closed,
-			       size_t *err_off, const char **reason)
+static ALWAYS_INLINE struct tok check(const unsigned char *begin,
+				      const unsigned char *end,
+				      const unsigned char *last, int closed)
 {
 	unsigned char stack[EVS__JSON_MAX_DEPTH];
 	const unsigned char *p = begin;
@@ -553,9 +569,9 @@ open:
 	goto value;
 
 	/*
-	 * From here on each state starts where the previous token ended, and
-	 * tests for the byte compact JSON has there before it tests for
-	 * whitespace, then skips that and tries again.
+	 * Each state below starts where the previous token ended.  It tests
+	 * first for the byte compact JSON has there, then for whitespace,
+	 * which it skips before trying again.
 	 */
 key:
 	if (AT_END(p))
@@ -655,7 +671,7 @@ close:
 	if (cur == 0)
 		goto done;
 	if (closed && p > last) {
-		/* That was the '}' at last: only whitespace follows. */
+		/* That was the '}' at last, and only whitespace follows. */
 		p = end;
 		goto eof;
 	}
@@ -664,7 +680,7 @@ close:
 done:
 	p = skip_ws(p, end);
 	if (p == end)
-		return 0;
+		return tok_ok(p);
 	why = "unexpected data after the object";
 	goto fail;
 
@@ -676,11 +692,7 @@ eof:
 fail:
 	if (p < end && *p == 0)
 		why = "unexpected NUL byte";
-	if (err_off)
-		*err_off = (size_t)(p - begin);
-	if (reason)
-		*reason = why;
-	return -1;
+	return tok_fail(p, why);
 }
 
 #undef AT_END
@@ -690,6 +702,7 @@ int evs__json_check_object_ex(const char *s, size_t len, size_t *err_off,
 			      const char **reason)
 {
 	const unsigned char *begin = (const unsigned char *)s, *end, *last;
+	struct tok t;
 
 	if (len == 0) {
 		/* Not begin + 0: s may be NULL. */
@@ -704,8 +717,16 @@ int evs__json_check_object_ex(const char *s, size_t len, size_t *err_off,
 	while (last > begin && is_ws(*last))
 		last--;
 	if (*last == '}')
-		return check(begin, end, last, 1, err_off, reason);
-	return check(begin, end, last, 0, err_off, reason);
+		t = check(begin, end, last, 1);
+	else
+		t = check(begin, end, last, 0);
+	if (t.why == NULL)
+		return 0;
+	if (err_off)
+		*err_off = (size_t)(t.p - begin);
+	if (reason)
+		*reason = t.why;
+	return -1;
 }
 
 int evs__json_check_object(const char *s, size_t len, size_t *err_off)

@@ -3,10 +3,16 @@
  *
  * A table pins the verdict, the error offset and the reason for each input;
  * generated inputs cover nesting depth, every prefix of valid documents, a
- * NUL at every position, and the word-at-a-time string scanner at every
- * alignment.  evs__utf8_check() is compared with a decoder written from the
- * definition over every sequence of up to three bytes, and the JSON checker
- * with jansson on thousands of mutated documents.
+ * NUL at every position, and the block-at-a-time string scanners with each
+ * kind of special byte at every position, in strings at every distance from
+ * the start of the input.  evs__utf8_check() is compared with a decoder
+ * written from the definition over every sequence of up to three bytes, and
+ * the JSON checker with jansson on thousands of mutated documents.
+ *
+ * The library scans with SSE2 where it has it.  This file compiles the
+ * checker a second time without, and most tests run both and require the
+ * same verdict, offset and reason from each, on a heap copy of exactly the
+ * input's length so that AddressSanitizer sees any read past its end.
  */
 #include "jsoncheck.h"
 
@@ -16,6 +22,66 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/*
+ * The checker again, compiled into this file with its SIMD code left out.
+ * (The header is already included, so declare the renamed functions here.)
+ */
+int portable_check_object_ex(const char *s, size_t len, size_t *err_off,
+			     const char **reason);
+int portable_check_object(const char *s, size_t len, size_t *err_off);
+int portable_utf8_check(const char *s, size_t len);
+
+#define EVS__JSON_NO_SIMD 1
+#define evs__json_check_object_ex portable_check_object_ex
+#define evs__json_check_object portable_check_object
+#define evs__utf8_check portable_utf8_check
+#include "jsoncheck.c"
+#undef evs__json_check_object_ex
+#undef evs__json_check_object
+#undef evs__utf8_check
+
+struct answer {
+	int rc;
+	size_t off;		/* 0 unless rc == -1 */
+	const char *why;	/* NULL unless rc == -1 */
+};
+
+static int same_reason(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* A reason for a message: NULL is for a valid input. */
+static const char *reason_str(const char *why)
+{
+	return why ? why : "valid";
+}
+
+/*
+ * s[0..len) checked by the library and by the portable copy, each on a
+ * heap copy of exactly len bytes.  Aborts unless both give the same
+ * answer.  For loops: it asserts with a plain if (see the UTF-8 tests).
+ */
+static struct answer check_both(const char *s, size_t len)
+{
+	struct answer a = { 0, 0, NULL }, b = { 0, 0, NULL };
+	char *copy = malloc(len ? len : 1);
+
+	if (copy == NULL)
+		ck_abort_msg("out of memory");
+	if (len)
+		memcpy(copy, s, len);
+	a.rc = evs__json_check_object_ex(copy, len, &a.off, &a.why);
+	b.rc = portable_check_object_ex(copy, len, &b.off, &b.why);
+	if (a.rc != b.rc || a.off != b.off || !same_reason(a.why, b.why))
+		ck_abort_msg("SIMD and portable checkers differ on %.*s: "
+			     "%d at %zu (%s), %d at %zu (%s)", (int)len, copy,
+			     a.rc, a.off, reason_str(a.why), b.rc, b.off,
+			     reason_str(b.why));
+	free(copy);
+	return a;
+}
 
 static uint64_t rng_state;
 
@@ -140,6 +206,11 @@ static const struct jcase cases[] = {
 	BAD("{\"a\":.5}", 5, E_VALUE),
 	BAD("{\"a\":-}", 6, "expected digit"),
 	BAD("{\"a\":-", 6, "expected digit"),
+	BAD("{\"a\":12", 7, E_EOF),		/* input ends inside a number */
+	BAD("{\"a\":[1.25", 10, E_EOF),
+	BAD("{\"a\":-1e+25", 11, E_EOF),
+	BAD("{\"a\":123456789012345678901234567890", 35, E_EOF),
+	BAD("{\"a\":123456789012345678901234567890x}", 35, E_OBJ),
 	BAD("{\"a\":-a}", 6, "expected digit"),
 	BAD("{\"a\":1e}", 7, "expected digit in exponent"),
 	BAD("{\"a\":1E+}", 8, "expected digit in exponent"),
@@ -238,6 +309,8 @@ START_TEST(test_table)
 	ck_assert_int_eq(evs__json_check_object(c->s, c->len, NULL), rc);
 	ck_assert_int_eq(evs__json_check_object_ex(c->s, c->len, NULL, NULL),
 			 rc);
+	/* So does the portable code, on a copy of exactly the input. */
+	ck_assert_int_eq(check_both(c->s, c->len).rc, rc);
 }
 END_TEST
 
@@ -250,6 +323,11 @@ START_TEST(test_null_input)
 	ck_assert_uint_eq(off, 0);
 	ck_assert_str_eq(why, "empty input");
 	ck_assert_int_eq(evs__utf8_check(NULL, 0), 0);
+	off = 99;
+	why = NULL;
+	ck_assert_int_eq(portable_check_object_ex(NULL, 0, &off, &why), -1);
+	ck_assert_uint_eq(off, 0);
+	ck_assert_str_eq(why, "empty input");
 }
 END_TEST
 
@@ -379,6 +457,10 @@ static const char *const docs[] = {
 	"\"ctl\":\"\\b\\f\\n\\r\\t\",\"cjk\":\"\xe6\x97\xa5\xe6\x9c\xac\"}",
 	"{ \"sp\" : [ 1 , -0.0 , 1E+2 , 0e-0 , [ ] , { } ] ,\n\t\"x\" : \"\" }",
 	"{\"deep\":[[[[[[{\"a\":[[[{}]]]}]]]]]],\"n\":-12.5e-3}",
+	"{\r\n\t\"order_id\": \"3f2a9c1e-0000-4000-8000-000000000042\",\r\n"
+	"\t\"items\": [\n\t\t{ \"sku\": \"SKU-1001\", \"qty\": 2 },\n"
+	"\t\t{ \"sku\": \"SKU-77\", \"price_cents\": 12000 }\n\t],\n"
+	"\t\"city\": \"M\xc3\xbcnchen\", \"placed_at\": \"2026-11-22\"\n}",
 };
 static const size_t ndocs = sizeof(docs) / sizeof(docs[0]);
 
@@ -387,14 +469,18 @@ START_TEST(test_prefixes)
 {
 	const char *doc = docs[_i];
 	size_t len = strlen(doc), cut, off;
+	struct answer a;
 
 	ck_assert_int_eq(evs__json_check_object(doc, len, &off), 0);
+	ck_assert_int_eq(check_both(doc, len).rc, 0);
 	for (cut = 0; cut < len; cut++) {
 		off = 12345;
 		ck_assert_msg(evs__json_check_object(doc, cut, &off) == -1,
 			      "doc %d prefix %zu accepted", _i, cut);
 		ck_assert_msg(off <= cut, "doc %d prefix %zu: offset %zu",
 			      _i, cut, off);
+		a = check_both(doc, cut);
+		ck_assert_uint_eq(a.off, off);
 	}
 }
 END_TEST
@@ -418,77 +504,166 @@ START_TEST(test_nul_everywhere)
 							   &why), -1);
 		ck_assert_msg(off == i, "NUL at %zu reported at %zu", i, off);
 		ck_assert_str_eq(why, E_NUL);
+		ck_assert_uint_eq(check_both(buf, len + 1).off, i);
 	}
 }
 END_TEST
 
 /*
- * The string scanner skips eight bytes at a time; put each kind of special
- * byte at every position in a run of ASCII around that fast path.
+ * The string scanners skip plain bytes a block at a time: 16 bytes with
+ * SSE2, 8 without.  With SSE2 the end of a string also comes from a map of
+ * 64 bytes placed at the start of the input or at a string, and never past
+ * the end of the input.  Put each kind of special byte at every position
+ * in a string that starts at every distance from the start of the input
+ * (mod 64) and ends at several distances from its end, so that the edges
+ * of blocks and maps fall before, on and after the special byte.
  */
-START_TEST(test_string_scanner_alignment)
-{
-	static const struct {
-		const char *ins;
-		int ok;
-		const char *why;
-	} specials[] = {
-		{ "\\n", 1, NULL },
-		{ "\\u20ac", 1, NULL },
-		{ "\xc3\xa9", 1, NULL },
-		{ "\xe2\x82\xac", 1, NULL },
-		{ "\xf0\x9f\x98\x80", 1, NULL },
-		{ "\x7f", 1, NULL },
-		{ "\x01", 0, E_CTRL },
-		{ "\x1f", 0, E_CTRL },
-		{ "\xff", 0, E_UTF8 },
-		{ "\xed\xa0\x80", 0, E_UTF8 },
-		{ "\\q", 0, E_ESC },
-	};
-	char buf[128];
-	size_t k, tail, n, si, off;
+static const struct {
+	const char *ins;
+	int ok;
 	const char *why;
-	int rc;
+} specials[] = {
+	{ "\\n", 1, NULL },
+	{ "\\u20ac", 1, NULL },
+	{ "\\ud83d\\ude00", 1, NULL },
+	{ "\xc3\xa9", 1, NULL },
+	{ "\xe2\x82\xac", 1, NULL },
+	{ "\xf0\x9f\x98\x80", 1, NULL },
+	{ "\x7f", 1, NULL },
+	{ "\x01", 0, E_CTRL },
+	{ "\x1f", 0, E_CTRL },
+	{ "\xff", 0, E_UTF8 },
+	{ "\xed\xa0\x80", 0, E_UTF8 },
+	{ "\\q", 0, E_ESC },
+	{ "\\ud800", 0, E_HIGH },
+};
 
-	for (si = 0; si < sizeof(specials) / sizeof(specials[0]); si++) {
-		for (k = 0; k < 40; k++) {
-			for (tail = 0; tail < 12; tail++) {
-				size_t il = strlen(specials[si].ins);
+/* {"p":"<pad bytes>","a":"<k bytes><ins><tail bytes>"}, its length in *n;
+ * the string "a" starts at 13 + pad. */
+static void string_doc(char *buf, size_t *n, size_t pad, size_t k,
+		       const char *ins, size_t tail)
+{
+	size_t il = strlen(ins), m = 0;
 
-				memcpy(buf, "{\"a\":\"", 6);
-				n = 6;
-				memset(buf + n, 'x', k);
-				n += k;
-				memcpy(buf + n, specials[si].ins, il);
-				n += il;
-				memset(buf + n, 'y', tail);
-				n += tail;
-				memcpy(buf + n, "\"}", 2);
-				n += 2;
-				rc = evs__json_check_object_ex(buf, n, &off,
-							       &why);
-				if (specials[si].ok) {
-					ck_assert_msg(rc == 0, "special %zu "
-						      "k %zu tail %zu: %s",
-						      si, k, tail, why);
-				} else {
-					ck_assert_int_eq(rc, -1);
-					ck_assert_uint_eq(off, 6 + k);
-					ck_assert_str_eq(why, specials[si].why);
+	memcpy(buf, "{\"p\":\"", 6);
+	m = 6;
+	memset(buf + m, 'p', pad);
+	m += pad;
+	memcpy(buf + m, "\",\"a\":\"", 7);
+	m += 7;
+	memset(buf + m, 'x', k);
+	m += k;
+	memcpy(buf + m, ins, il);
+	m += il;
+	memset(buf + m, 'y', tail);
+	m += tail;
+	memcpy(buf + m, "\"}", 2);
+	*n = m + 2;
+}
+
+START_TEST(test_string_blocks)
+{
+	static const size_t tails[] = { 0, 1, 15, 16, 40 };
+	const size_t nspecials = sizeof(specials) / sizeof(specials[0]);
+	size_t si, pad, k, ti, n, at;
+	struct answer a;
+	char buf[256];
+
+	for (si = 0; si < nspecials; si++) {
+		for (pad = 0; pad < 64; pad++) {
+			for (k = 0; k < 70; k++) {
+				for (ti = 0; ti < 5; ti++) {
+					string_doc(buf, &n, pad, k,
+						   specials[si].ins, tails[ti]);
+					at = 13 + pad + k;
+					a = check_both(buf, n);
+					if (specials[si].ok ? a.rc != 0 :
+					    a.rc != -1 || a.off != at ||
+					    strcmp(a.why, specials[si].why))
+						ck_abort_msg("special %zu pad "
+							     "%zu k %zu tail "
+							     "%zu: %d at %zu "
+							     "(%s)", si, pad,
+							     k, tails[ti],
+							     a.rc, a.off,
+							     reason_str(a.why));
+					/* Without the '}', then without the
+					 * closing quote too. */
+					a = check_both(buf, n - 1);
+					if (specials[si].ok && a.off != n - 1)
+						ck_abort_msg("cut 1: %zu", a.off);
+					a = check_both(buf, n - 2);
+					if (specials[si].ok && (a.off != n - 2 ||
+					    strcmp(a.why, "unterminated string")))
+						ck_abort_msg("cut 2: %zu (%s)",
+							     a.off,
+							     reason_str(a.why));
 				}
 			}
 		}
 	}
-	/* A closing quote inside the run ends the string early. */
-	for (k = 0; k < 40; k++) {
-		memcpy(buf, "{\"a\":\"", 6);
-		memset(buf + 6, 'x', 40);
-		buf[6 + k] = '"';
-		memcpy(buf + 46, "\"}", 2);
-		ck_assert_int_eq(evs__json_check_object_ex(buf, 48, &off, &why),
-				 -1);
-		ck_assert_uint_eq(off, 7 + k);
-		ck_assert_str_eq(why, E_OBJ);
+	/* A quote inside the run ends the string early. */
+	for (pad = 0; pad < 64; pad++) {
+		for (k = 0; k < 70; k++) {
+			string_doc(buf, &n, pad, k, "\"", 70 - k);
+			a = check_both(buf, n);
+			if (a.rc != -1 || a.off != 13 + pad + k + 1 ||
+			    strcmp(a.why, E_OBJ))
+				ck_abort_msg("quote pad %zu k %zu: %zu (%s)",
+					     pad, k, a.off, reason_str(a.why));
+		}
+	}
+}
+END_TEST
+
+/*
+ * Many short strings in a row, with a control byte in one of them; and the
+ * same with whitespace or a number between them.  The SIMD path finds the
+ * end of each string from the map of stop bytes it kept from the strings
+ * before, which these inputs make it trust and then doubt.
+ */
+START_TEST(test_string_runs)
+{
+	static const char *const seps[] = {
+		",", " , ", ",\n", ",1,", ",\"\xc3\xa9\",",
+	};
+	size_t si, count, bad, i, n, at;
+	struct answer a;
+	char buf[1024];
+
+	for (si = 0; si < sizeof(seps) / sizeof(seps[0]); si++) {
+		for (count = 1; count < 40; count++) {
+			for (bad = 0; bad <= count; bad++) {
+				at = 0;
+				memcpy(buf, "{\"a\":[", 6);
+				n = 6;
+				for (i = 0; i < count; i++) {
+					if (i) {
+						memcpy(buf + n, seps[si],
+						       strlen(seps[si]));
+						n += strlen(seps[si]);
+					}
+					buf[n++] = '"';
+					memset(buf + n, 's', i % 7);
+					n += i % 7;
+					if (i == bad) {
+						at = n;
+						buf[n++] = '\t';
+					}
+					buf[n++] = '"';
+				}
+				memcpy(buf + n, "]}", 2);
+				n += 2;
+				a = check_both(buf, n);
+				if (bad == count ? a.rc != 0 :
+				    a.rc != -1 || a.off != at ||
+				    strcmp(a.why, E_CTRL))
+					ck_abort_msg("sep %zu count %zu bad %zu: "
+						     "%d at %zu (%s)", si, count,
+						     bad, a.rc, a.off,
+						     reason_str(a.why));
+			}
+		}
 	}
 }
 END_TEST
@@ -785,6 +960,7 @@ START_TEST(test_differential_jansson)
 	json_error_t jerr;
 	json_t *root;
 	int ours, theirs;
+	struct answer a;
 
 	rng_state = 0x5EED1234u;
 	for (i = 0; i < 60000; i++) {
@@ -794,7 +970,10 @@ START_TEST(test_differential_jansson)
 		memcpy(buf, doc, len);
 		len = mutate(buf, len, sizeof(buf));
 
-		ours = evs__json_check_object((char *)buf, len, &off);
+		/* Both of ours, on a copy of exactly len bytes. */
+		a = check_both((const char *)buf, len);
+		ours = a.rc;
+		off = a.off;
 		root = json_loadb((char *)buf, len, 0, &jerr);
 		theirs = root && json_is_object(root) ? 0 : -1;
 		json_decref(root);
@@ -884,7 +1063,12 @@ static Suite *jsoncheck_suite(void)
 	tc = tcase_create("generated");
 	tcase_add_loop_test(tc, test_prefixes, 0, (int)ndocs);
 	tcase_add_test(tc, test_nul_everywhere);
-	tcase_add_test(tc, test_string_scanner_alignment);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("blocks");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_string_blocks);
+	tcase_add_test(tc, test_string_runs);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("utf8");
