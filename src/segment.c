@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "crc32c.h"
 #include "store.h"
@@ -53,9 +54,15 @@ static void seg_header(uint8_t *hdr, uint64_t first, uint64_t size)
 	evs__put32(hdr + 60, evs__crc32c(0, hdr, 60));
 }
 
-/* Writes zeros over [from, size) in 1 MiB writes; stops early (returning
- * 1) when *stop becomes true.  0 or -1 with errno. */
-static int zero_fill(int fd, uint64_t from, uint64_t size, const atomic_bool *stop)
+/*
+ * Writes zeros over [from, size) in 1 MiB writes; stops early (returning
+ * 1) when *stop becomes true.  0 or -1 with errno.  With `paced` (the
+ * background spare), each chunk is sent to the disk as it is written and
+ * followed by a short pause: 64 MiB of dirty pages flushed at once would
+ * stall the log's fdatasyncs (about 20% fewer appends with 16 writers).
+ */
+static int zero_fill(int fd, uint64_t from, uint64_t size, const atomic_bool *stop,
+		     const atomic_bool *hurry)
 {
 	static const size_t chunk = 1u << 20;
 	uint8_t *zeros = evs__calloc(1, chunk);
@@ -75,6 +82,13 @@ static int zero_fill(int fd, uint64_t from, uint64_t size, const atomic_bool *st
 			evs__free(zeros);
 			errno = e;
 			return -1;
+		}
+		if (hurry && !atomic_load(hurry)) {
+			struct timespec nap = { 0, 20000000 };
+			sync_file_range(fd, (off_t)off, (off_t)n,
+					SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+					SYNC_FILE_RANGE_WAIT_AFTER);
+			nanosleep(&nap, NULL);
 		}
 		off += n;
 	}
@@ -96,7 +110,7 @@ int evs__seg_create(int *fd_out, const char *logdir, uint64_t first,
 	if (fd < 0)
 		return evs__err_sys(errno, "create segment", tmp);
 	if (evs__os_pwrite_all(fd, hdr, sizeof(hdr), 0) != 0 ||
-	    zero_fill(fd, EVS__SEG_HDR, size, NULL) != 0 ||
+	    zero_fill(fd, EVS__SEG_HDR, size, NULL, NULL) != 0 ||
 	    evs__os_table.fsync(fd) != 0 ||
 	    evs__os_table.rename(tmp, path) != 0) {
 		err = evs__err_sys(errno, "create segment", tmp);
@@ -117,7 +131,10 @@ int evs__seg_create(int *fd_out, const char *logdir, uint64_t first,
  *
  * Zero-filling a 64 MiB segment takes a good part of a second, which a
  * roll would otherwise spend between two groups.  A thread prepares
- * log/spare.tmp (zeros, fsync'ed) once the active segment is half full;
+ * log/spare.tmp (zeros, fsync'ed) once the active segment is half full,
+ * paced (1 MiB, written through, then 20 ms) so it does not stall the
+ * log's fdatasyncs; a roll that finds it unfinished has it finish at full
+ * speed and waits;
  * a roll then only writes the header, syncs it, renames the spare into
  * place and syncs the directory.  A spare of the right size left by an
  * earlier run is reused; any other is removed at open.
@@ -141,10 +158,12 @@ static void *spare_main(void *arg)
 		if (s->spare_stop_req)
 			break;
 		s->spare_want = false;
+		s->spare_busy = true;
 		pthread_mutex_unlock(&s->spare_mu);
 
 		int fd = evs__os_table.open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-		int rc = fd < 0 ? -1 : zero_fill(fd, 0, s->opts.segment_size, &s->spare_stop);
+		int rc = fd < 0 ? -1 : zero_fill(fd, 0, s->opts.segment_size, &s->spare_stop,
+						 &s->spare_hurry);
 		if (rc == 0)
 			rc = evs__os_table.fsync(fd);
 		if (rc != 0 && fd >= 0) {
@@ -155,6 +174,9 @@ static void *spare_main(void *arg)
 		}
 		pthread_mutex_lock(&s->spare_mu);
 		s->spare_fd = fd;
+		s->spare_busy = false;
+		atomic_store(&s->spare_hurry, false);
+		pthread_cond_broadcast(&s->spare_cv);
 	}
 	pthread_mutex_unlock(&s->spare_mu);
 	return NULL;
@@ -194,7 +216,7 @@ void evs__spare_stop(evs_store *s)
 		atomic_store(&s->spare_stop, true);
 		pthread_mutex_lock(&s->spare_mu);
 		s->spare_stop_req = true;
-		pthread_cond_signal(&s->spare_cv);
+		pthread_cond_broadcast(&s->spare_cv);
 		pthread_mutex_unlock(&s->spare_mu);
 		pthread_join(s->spare_thread, NULL);
 		s->spare_running = false;
@@ -212,9 +234,9 @@ void evs__spare_want(evs_store *s)
 	if (!s->spare_init)
 		return;
 	pthread_mutex_lock(&s->spare_mu);
-	if (s->spare_fd < 0 && !s->spare_want) {
+	if (s->spare_fd < 0 && !s->spare_want && !s->spare_busy) {
 		s->spare_want = true;
-		pthread_cond_signal(&s->spare_cv);
+		pthread_cond_broadcast(&s->spare_cv);
 	}
 	pthread_mutex_unlock(&s->spare_mu);
 }
@@ -227,6 +249,13 @@ int evs__spare_install(evs_store *s, uint64_t first, int *fd_out)
 
 	if (s->spare_init) {
 		pthread_mutex_lock(&s->spare_mu);
+		/* Being prepared: finish it at full speed rather than write a
+		 * second one here. */
+		if (s->spare_fd < 0 && s->spare_busy) {
+			atomic_store(&s->spare_hurry, true);
+			while (s->spare_busy)
+				pthread_cond_wait(&s->spare_cv, &s->spare_mu);
+		}
 		fd = s->spare_fd;
 		s->spare_fd = -1;
 		pthread_mutex_unlock(&s->spare_mu);

@@ -174,8 +174,8 @@ struct evs_store {
 	_Atomic uint64_t indexed;
 
 	/* segment.c: the spare segment */
-	bool spare_init, spare_running, spare_want, spare_stop_req;
-	atomic_bool spare_stop;
+	bool spare_init, spare_running, spare_want, spare_stop_req, spare_busy;
+	atomic_bool spare_stop, spare_hurry;
 	int spare_fd;
 	pthread_t spare_thread;
 	pthread_mutex_t spare_mu;
