@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "testutil.h"
+
 #define MAXLEN 1024
 #define BIGLEN (4 * 3 * 8192 + 4096)
 
@@ -377,11 +379,5 @@ static Suite *crc32c_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(crc32c_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run(crc32c_suite());
 }

@@ -37,6 +37,8 @@ int portable_utf8_check(const char *s, size_t len);
 #define evs__json_check_object portable_check_object
 #define evs__utf8_check portable_utf8_check
 #include "jsoncheck.c"
+
+#include "testutil.h"
 #undef evs__json_check_object_ex
 #undef evs__json_check_object
 #undef evs__utf8_check
@@ -1090,11 +1092,5 @@ static Suite *jsoncheck_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(jsoncheck_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run(jsoncheck_suite());
 }

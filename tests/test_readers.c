@@ -172,11 +172,5 @@ static Suite *readers_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(readers_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tu_run(readers_suite());
 }

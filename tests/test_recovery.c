@@ -499,11 +499,5 @@ static Suite *recovery_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(recovery_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tu_run(recovery_suite());
 }

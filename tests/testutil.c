@@ -194,3 +194,14 @@ int tu_count_cb(const evs_event *ev, void *ctx)
 	(*(int *)ctx)++;
 	return 0;
 }
+
+int tu_run(Suite *su)
+{
+	SRunner *sr = srunner_create(su);
+	int failed;
+
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

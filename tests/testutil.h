@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <check.h>
+
 #include "evstore.h"
 
 /* A new empty directory under $TMPDIR (or /tmp); the path is static per
@@ -29,6 +31,10 @@ evs_store *tu_open(const char *dir, uint64_t segment_size, int sync);
 /* Every event of the log as text lines "pos stream version type data",
  * one per line (a new string to free). */
 char *tu_dump(evs_store *s);
+
+/* Runs a suite as CK_ENV says (CK_RUN_CASE, CK_FORK, ...); the exit
+ * status for main: 0 when every test passed. */
+int tu_run(Suite *su);
 
 /* Read callback counting events into an int. */
 int tu_count_cb(const evs_event *ev, void *ctx);
