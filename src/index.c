@@ -9,6 +9,7 @@
  * a crash (DESIGN.md invariant 4), so losing its last transactions on
  * power loss costs a little recovery, never an event.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -16,9 +17,12 @@
 
 extern const char evs__index_sql[];
 
+/* meta 'format' of the index this library reads and writes */
+#define EVS__INDEX_FORMAT 1
+
 enum {
 	Q_BEGIN_R, Q_BEGIN_W, Q_COMMIT, Q_ROLLBACK,
-	Q_GET_META, Q_SET_META, Q_INS_STREAM, Q_INS_BATCH, Q_HEAD,
+	Q_GET_META, Q_INS_STREAM, Q_INS_BATCH, Q_HEAD,
 	Q_INS_ID, Q_FIND_ID, Q_LAST_BATCH, Q_BATCH_AT, Q_STREAM,
 	Q_FWD_START, Q_FWD, Q_BWD, Q_EACH_STREAM, Q_LIST_STREAMS,
 	Q_LIST_STREAMS_AFTER, Q_CATEGORIES, Q_COUNTS, Q_EACH_BATCH, Q_ENDS, Q_MAX_ID,
@@ -36,8 +40,6 @@ static const char *const sql[Q__COUNT] = {
 	[Q_COMMIT] = "COMMIT",
 	[Q_ROLLBACK] = "ROLLBACK",
 	[Q_GET_META] = "SELECT value FROM meta WHERE key = ?1",
-	[Q_SET_META] = "INSERT INTO meta (key, value) VALUES (?1, ?2) "
-		       "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
 	[Q_INS_STREAM] = "INSERT INTO streams (id, name, created_us) VALUES (?1, ?2, ?3)",
 	[Q_HEAD] = "SELECT position + count - 1 FROM batches ORDER BY position DESC LIMIT 1",
 	[Q_INS_BATCH] = "INSERT INTO batches (position, stream_id, first_version, "
@@ -155,6 +157,18 @@ int evs__ix_open(evs__ix **out, const char *path, bool read_only)
 			return err;
 		}
 	}
+	/* A store written by a later library must not be read as this one. */
+	uint64_t format = 0;
+	rc = evs__ix_get_meta(ix, "format", &format);
+	if (rc == 0 && format != EVS__INDEX_FORMAT)
+		rc = evs__err(EVS_ECORRUPT, "index %s has format %" PRIu64
+			      ", this library reads format %d", path, format, EVS__INDEX_FORMAT);
+	else if (rc == EVS_ENOTFOUND && read_only)
+		rc = 0; /* the writer has not set it up yet */
+	if (rc) {
+		evs__ix_close(ix);
+		return rc;
+	}
 	*out = ix;
 	return 0;
 }
@@ -210,17 +224,6 @@ int evs__ix_get_meta(evs__ix *ix, const char *key, uint64_t *out)
 	if (rc == SQLITE_DONE)
 		return EVS_ENOTFOUND;
 	return ix_err(ix, rc, "read meta");
-}
-
-int evs__ix_set_meta(evs__ix *ix, const char *key, uint64_t value)
-{
-	sqlite3_stmt *st = stmt(ix, Q_SET_META);
-
-	if (!st)
-		return EVS_EIO;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, (int64_t)value);
-	return run(ix, st, "write meta");
 }
 
 int evs__ix_put_stream(evs__ix *ix, int64_t id, const char *name, size_t len,

@@ -356,9 +356,9 @@ int evs__store_read_begin(evs_store *s, evs__ix **ix_out, uint64_t *head)
 		   atomic_load_explicit(&s->shared[1], memory_order_acquire) == SHARED_MAGIC) {
 		target = atomic_load_explicit(&s->shared[0], memory_order_acquire);
 	}
-	ix = evs__store_ix_get(s);
-	if (!ix)
-		return EVS_EIO;
+	rc = evs__store_ix_get(s, &ix);
+	if (rc)
+		return rc;
 	if (s->read_only) {
 		/* Poll until the writer's indexer covers its acknowledged head. */
 		struct timespec nap = { 0, 200000 };

@@ -202,7 +202,7 @@ int evs__store_seg_fd(evs_store *s, uint64_t first, int *fd_out)
 
 /* ---- index connection pool ---- */
 
-evs__ix *evs__store_ix_get(evs_store *s)
+int evs__store_ix_get(evs_store *s, evs__ix **out)
 {
 	evs__ix *ix = NULL;
 	char path[4096];
@@ -211,12 +211,12 @@ evs__ix *evs__store_ix_get(evs_store *s)
 	if (s->npool)
 		ix = s->pool[--s->npool];
 	pthread_mutex_unlock(&s->pool_mu);
-	if (ix)
-		return ix;
+	if (ix) {
+		*out = ix;
+		return 0;
+	}
 	snprintf(path, sizeof(path), "%s/index.db", s->dir);
-	if (evs__ix_open(&ix, path, true) != 0)
-		return NULL;
-	return ix;
+	return evs__ix_open(out, path, true);
 }
 
 void evs__store_ix_put(evs_store *s, evs__ix *ix)

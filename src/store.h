@@ -44,7 +44,6 @@ int evs__ix_begin(evs__ix *ix, bool write);
 int evs__ix_commit(evs__ix *ix);
 void evs__ix_rollback(evs__ix *ix);
 int evs__ix_get_meta(evs__ix *ix, const char *key, uint64_t *out);
-int evs__ix_set_meta(evs__ix *ix, const char *key, uint64_t value);
 int evs__ix_put_stream(evs__ix *ix, int64_t id, const char *name, size_t len,
 		       int64_t created_us);
 /* The last indexed position (the "indexed to" mark), 0 when empty. */
@@ -210,7 +209,8 @@ int evs__store_add_segment(evs_store *s, uint64_t first);
 /* A read-only descriptor for the segment whose first position is `first`
  * (opened on first use and kept until close). */
 int evs__store_seg_fd(evs_store *s, uint64_t first, int *fd_out);
-evs__ix *evs__store_ix_get(evs_store *s);
+/* A read connection from the pool (opened when the pool is empty). */
+int evs__store_ix_get(evs_store *s, evs__ix **out);
 void evs__store_ix_put(evs_store *s, evs__ix *ix);
 /*
  * Starts a read: waits until the index covers every acknowledged event,

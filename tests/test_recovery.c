@@ -474,6 +474,34 @@ START_TEST(test_stale_temp_segment)
 }
 END_TEST
 
+/* An index of another format is refused, not misread. */
+START_TEST(test_index_format_refused)
+{
+	evs_store *s = tu_open(dir, 16384, 0);
+	char *ixp = path_in(dir, "index.db");
+	sqlite3 *db;
+
+	append_n(s, "order-1", 2, 0);
+	evs_close(s);
+	ck_assert_int_eq(sqlite3_open(ixp, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, "UPDATE meta SET value = 2 WHERE key = 'format'",
+				      NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	evs_options o = EVS_OPTIONS_INIT;
+	o.segment_size = 16384;
+	ck_assert_int_eq(evs_open(&s, dir, &o), EVS_ECORRUPT);
+	ck_assert_msg(strstr(evs_errmsg(), "has format 2, this library reads format 1"),
+		      "message: %s", evs_errmsg());
+	o.read_only = 1;
+	ck_assert_int_eq(evs_open(&s, dir, &o), 0);
+	int n = 0;
+	ck_assert_int_eq(evs_read_all(s, 1, 0, NULL, count_cb, &n), EVS_ECORRUPT);
+	ck_assert_msg(strstr(evs_errmsg(), "has format 2"), "message: %s", evs_errmsg());
+	evs_close(s);
+	free(ixp);
+}
+END_TEST
+
 static Suite *recovery_suite(void)
 {
 	Suite *su = suite_create("recovery");
@@ -493,6 +521,7 @@ static Suite *recovery_suite(void)
 	tcase_add_test(tc, test_index_deleted_rebuilt);
 	tcase_add_test(tc, test_clean_reopen_scans_nothing);
 	tcase_add_test(tc, test_stale_temp_segment);
+	tcase_add_test(tc, test_index_format_refused);
 	suite_add_tcase(su, tc);
 	return su;
 }
