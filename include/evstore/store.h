@@ -58,10 +58,14 @@ typedef struct evs_options {
  * exists but is not a store is refused with EVS_EINVAL; a missing one
  * without create gives EVS_ENOTFOUND.  A second writer, in this process or
  * another, gets EVS_ELOCKED at once.  Opening for writing recovers the
- * store: it indexes what the log holds past the index, truncates a torn
- * tail and fails with EVS_ECORRUPT (naming segment and offset) on a bad
- * batch anywhere before the tail.  opts may be NULL for the defaults.
- * On success *out is a new handle, released with evs_close.
+ * store: it indexes what the log holds past the index (after syncing it),
+ * truncates a torn tail and fails with EVS_ECORRUPT (naming segment and
+ * offset) on a bad batch anywhere before the tail, or on a batch the index
+ * records as acknowledged that is missing or damaged (durability sync).
+ * A new store gets its first segment here (segment_size bytes, written
+ * as zeros).  A writer runs two threads of its own: one writes the index
+ * behind the log, one prepares the next segment.  opts may be NULL for the
+ * defaults.  On success *out is a new handle, released with evs_close.
  */
 EVS_EXTERN int evs_open(evs_store **out, const char *dir,
 			const evs_options *opts);
@@ -154,6 +158,14 @@ typedef enum evs_direction {
 } evs_direction;
 
 /*
+ * Every read sees every event acknowledged before it started.  In the
+ * writer's process it first waits for the index to catch up with the
+ * acknowledged head (at most one index transaction).  In a read-only
+ * handle it waits for the head the writer publishes in LOCK (polling; up to
+ * 5 s, then EVS_ETIMEOUT); if the writer died before indexing acknowledged
+ * events, the read recovers the store first, as the next writer would.
+ * A writer whose index could not be written gives EVS_EFAILED.
+ *
  * Reads `stream` from version `from` (inclusive) in `dir`ection, at most
  * `limit` events (0: no limit).  Forward from 0 or 1 starts at the first
  * event; backward from 0 starts at the last.  A stream that does not exist
