@@ -333,20 +333,24 @@ START_TEST(test_failed_state)
 }
 END_TEST
 
-/* Waits (up to 10 s) for the background thread to leave a full spare. */
-static bool spare_ready(const char *dir, off_t size)
+/* Waits (up to 10 s) for the background thread to finish a spare, and
+ * checks it is on disk, whole. */
+static bool spare_ready(evs_store *st, const char *dir, off_t size)
 {
 	char *path;
-	struct stat st;
+	struct stat sb;
 	bool ok = false;
 
-	if (asprintf(&path, "%s/log/spare.tmp", dir) < 0)
-		abort();
 	for (int i = 0; i < 1000 && !ok; i++) {
-		ok = stat(path, &st) == 0 && st.st_size == size;
+		pthread_mutex_lock(&st->spare_mu);
+		ok = st->spare_fd >= 0;
+		pthread_mutex_unlock(&st->spare_mu);
 		if (!ok)
 			usleep(10000);
 	}
+	if (asprintf(&path, "%s/log/spare.tmp", dir) < 0)
+		abort();
+	ok = ok && stat(path, &sb) == 0 && sb.st_size == size;
 	free(path);
 	return ok;
 }
@@ -389,7 +393,7 @@ START_TEST(test_spare_installed)
 	ck_assert_uint_eq(tu_segment_count(dir), 1); /* made at open */
 	n = fill_half(s);
 	/* past half the segment, a spare is prepared */
-	ck_assert(spare_ready(dir, 8192));
+	ck_assert(spare_ready(s, dir, 8192));
 	n += fill_until(s, dir, 2);
 	char *seg = tu_segment_path(dir, 1);
 	size_t size;
@@ -418,7 +422,7 @@ START_TEST(test_spare_install_fails)
 
 	ck_assert_ptr_nonnull(s);
 	acked = fill_half(s);
-	ck_assert(spare_ready(dir, 8192));
+	ck_assert(spare_ready(s, dir, 8192));
 	evs__os_table = evs__os_default;
 	evs__os_table.rename = f_rename;
 	fault = (fault_plan){ F_EIO_RENAME, 1, false, 0, 0 };
