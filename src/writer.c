@@ -266,13 +266,15 @@ static void lix_end(evs_store *s)
 }
 
 /*
- * Where is this id stored?  The table of not-yet-indexed ids first; then,
- * an id that sorts after every stored one (max_id) is new without asking
- * the index, which makes time-ordered (version 7) ids cheap to check;
- * then the index (see lix_begin).
+ * Where is this id stored?  An id that sorts after every stored one
+ * (max_id, which counts the not-yet-indexed ones too) is new without a
+ * look-up, which makes time-ordered (version 7) ids cheap to check; else
+ * the table of not-yet-indexed ids, then the index (see lix_begin).
  */
 static int find_id(evs_store *s, const uint8_t *id, uint64_t *pos)
 {
+	if (memcmp(id, s->max_id, 16) > 0)
+		return EVS_ENOTFOUND;
 	if (s->pids_cap) {
 		size_t i = evs__id_hash(id) & (s->pids_cap - 1);
 		while (s->pids[i].position) {
@@ -286,8 +288,6 @@ static int find_id(evs_store *s, const uint8_t *id, uint64_t *pos)
 			i = (i + 1) & (s->pids_cap - 1);
 		}
 	}
-	if (memcmp(id, s->max_id, 16) > 0)
-		return EVS_ENOTFOUND;
 	if (!s->lix_open) {
 		int rc = lix_begin(s);
 		if (rc)
