@@ -38,15 +38,17 @@ void evs__rec_encode(uint8_t *p, const uint8_t id[16], int64_t ts,
 
 void evs__batch_seal_header(uint8_t *p, uint32_t length, uint32_t count,
 			    uint64_t first_position, uint64_t first_version,
-			    const char *stream, uint16_t stream_len, uint16_t flags)
+			    uint64_t synced_through, const char *stream,
+			    uint16_t stream_len, uint16_t flags)
 {
 	evs__put32(p, EVS__BATCH_MAGIC);
 	evs__put32(p + 8, length);
 	evs__put32(p + 12, count);
 	evs__put64(p + 16, first_position);
 	evs__put64(p + 24, first_version);
-	evs__put16(p + 32, stream_len);
-	evs__put16(p + 34, flags);
+	evs__put64(p + 32, synced_through);
+	evs__put16(p + 40, stream_len);
+	evs__put16(p + 42, flags);
 	if (stream_len) {
 		memcpy(p + EVS__BATCH_HDR, stream, stream_len);
 		p[EVS__BATCH_HDR + stream_len] = 0;
@@ -63,8 +65,9 @@ int evs__batch_parse_header(evs__batch_hdr *h, const uint8_t *p, size_t avail)
 	h->count = evs__get32(p + 12);
 	h->first_position = evs__get64(p + 16);
 	h->first_version = evs__get64(p + 24);
-	h->stream_len = evs__get16(p + 32);
-	h->flags = evs__get16(p + 34);
+	h->synced_through = evs__get64(p + 32);
+	h->stream_len = evs__get16(p + 40);
+	h->flags = evs__get16(p + 42);
 	h->stream = (const char *)p + EVS__BATCH_HDR;
 	if (h->length < EVS__BATCH_HDR || h->length > avail)
 		return -1;
@@ -75,7 +78,7 @@ int evs__batch_parse_header(evs__batch_hdr *h, const uint8_t *p, size_t avail)
 	}
 	if (h->flags != 0 || h->count == 0 || h->stream_len == 0 ||
 	    h->stream_len > EVS_MAX_STREAM_LEN || h->first_position == 0 ||
-	    h->first_version == 0)
+	    h->first_version == 0 || h->synced_through >= h->first_position)
 		return -1;
 	if ((uint64_t)EVS__BATCH_HDR + h->stream_len + 1 +
 	    (uint64_t)h->count * (EVS__REC_HDR + 3) > h->length)

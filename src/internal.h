@@ -129,8 +129,10 @@ int evs__os_fsync_dir(const char *path);
  *   0  u32 magic "EVB1"        4  u32 crc32c of bytes [8, length)
  *   8  u32 length             12  u32 count of events (0: seal record)
  *  16  u64 first position     24  u64 first stream version
- *  32  u16 stream length      34  u16 flags (EVS__BATCH_SEAL)
- *  36  stream bytes, NUL
+ *  32  u64 synced through: every position up to it was durable before this
+ *      batch was written (the position before its group)
+ *  40  u16 stream length      42  u16 flags (EVS__BATCH_SEAL)
+ *  44  stream bytes, NUL
  *  then `count` records:
  *   0  u32 record length       4  16-byte event id
  *  20  i64 timestamp (us)     28  u32 schema version
@@ -140,7 +142,7 @@ int evs__os_fsync_dir(const char *path);
  * an append is one stream's events, so the stream is stored once.
  */
 #define EVS__BATCH_MAGIC 0x31425645u /* "EVB1" */
-#define EVS__BATCH_HDR 36u
+#define EVS__BATCH_HDR 44u
 #define EVS__REC_HDR 42u
 #define EVS__BATCH_SEAL 1u
 #define EVS__SEAL_SIZE EVS__BATCH_HDR
@@ -153,6 +155,7 @@ typedef struct evs__batch_hdr {
 	uint32_t count;
 	uint64_t first_position;
 	uint64_t first_version;
+	uint64_t synced_through;
 	uint16_t stream_len;
 	uint16_t flags;
 	const char *stream; /* into the batch bytes */
@@ -174,10 +177,11 @@ void evs__rec_encode(uint8_t *p, const uint8_t id[16], int64_t ts,
  * (header fields and records, already in place after the header). */
 void evs__batch_seal_header(uint8_t *p, uint32_t length, uint32_t count,
 			    uint64_t first_position, uint64_t first_version,
-			    const char *stream, uint16_t stream_len, uint16_t flags);
+			    uint64_t synced_through, const char *stream,
+			    uint16_t stream_len, uint16_t flags);
 
 /*
- * Parses the 36-byte header at p, given `avail` bytes from p on.  Returns 0
+ * Parses the 44-byte header at p, given `avail` bytes from p on.  Returns 0
  * when the header is plausible (magic, length within avail, count and
  * stream length consistent), -1 otherwise.  Does not check the CRC.
  */

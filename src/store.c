@@ -286,40 +286,104 @@ static int load_batch(int fd, uint64_t off, uint64_t segsize, uint8_t **buf,
 	return 0;
 }
 
-/* Is there any batch with a good CRC at or after `from` in the segment? */
-static int valid_batch_after(int fd, uint64_t from, uint64_t segsize, uint64_t *found)
+/*
+ * Looks at [from, to) of the last segment, past the end of its good
+ * batches.  Returns 1 if some batch there proves that position `expect`
+ * was durable (its synced-through mark reaches `expect`: it was written
+ * after the group holding `expect` was synced), 0 if not, or < 0 on a read
+ * error (-2) or out of memory (-3).  *nonzero_end is set past the last
+ * non-zero byte found (or to `from`).  Batches of a group that was never
+ * synced can sit there after a power loss, behind a torn or missing page,
+ * and prove nothing.
+ */
+static int scan_tail(int fd, uint64_t from, uint64_t to, uint64_t expect,
+		     uint64_t *nonzero_end, uint64_t *proof_off)
 {
-	uint8_t *buf = NULL, *win;
-	size_t cap = 0;
 	const size_t chunk = 1u << 20;
+	uint8_t *buf = NULL, *win = evs__malloc(chunk + 4);
+	size_t cap = 0;
 	int rc = 0;
 
-	win = evs__malloc(chunk + 4);
+	*nonzero_end = from;
 	if (!win)
 		return -3;
-	for (uint64_t base = from; base < segsize && !rc; base += chunk) {
-		ssize_t r = evs__os_pread_all(fd, win, chunk + 3, (off_t)base);
-		if (r < 4)
+	for (uint64_t base = from; base < to && rc == 0; base += chunk) {
+		size_t want = to - base < chunk ? (size_t)(to - base) : chunk;
+		ssize_t r = evs__os_pread_all(fd, win, want, (off_t)base);
+		if (r < 0) {
+			rc = -2;
 			break;
-		for (size_t i = 0; i + 4 <= (size_t)r && i < chunk; i++) {
+		}
+		for (ssize_t k = r; k > 0; k--)
+			if (win[k - 1]) {
+				*nonzero_end = base + (uint64_t)k;
+				break;
+			}
+		for (size_t i = 0; i + 4 <= (size_t)r; i++) {
 			uint8_t *m = memchr(win + i, 'E', (size_t)r - i);
 			evs__batch_hdr h;
+
 			if (!m)
 				break;
 			i = (size_t)(m - win);
 			if (i + 4 > (size_t)r || evs__get32(m) != EVS__BATCH_MAGIC)
 				continue;
-			if (load_batch(fd, base + i, segsize, &buf, &cap, &h) == 0) {
-				*found = base + i;
+			int lr = load_batch(fd, base + i, to, &buf, &cap, &h);
+			if (lr == -3) {
+				rc = -3;
+				break;
+			}
+			if (lr == 0 && !(h.flags & EVS__BATCH_SEAL) && h.synced_through >= expect) {
+				*proof_off = base + i;
 				rc = 1;
 				break;
 			}
 		}
+		if ((size_t)r < want)
+			break;
 	}
 	evs__free(win);
 	evs__free(buf);
 	return rc;
 }
+
+/*
+ * Makes the tail of the last segment from `off` on read as zeros: writes
+ * zeros over [off, nonzero_end) (real writes, so the blocks stay allocated
+ * and later fdatasyncs carry no metadata) and gives a file that was cut
+ * short its size back.
+ */
+static int scrub_tail(evs_store *s, int fd, const char *path, uint64_t off,
+		      uint64_t nonzero_end, uint64_t segsize)
+{
+	struct stat st;
+	bool changed = false;
+
+	if (nonzero_end > off) {
+		uint8_t z[4096];
+		memset(z, 0, sizeof(z));
+		for (uint64_t at = off; at < nonzero_end;) {
+			size_t n = nonzero_end - at < sizeof(z) ? (size_t)(nonzero_end - at) : sizeof(z);
+			if (evs__os_pwrite_all(fd, z, n, (off_t)at) != 0)
+				return evs__err_sys(errno, "clear torn tail of segment", path);
+			at += n;
+		}
+		s->open_stats.truncated_bytes += nonzero_end - off;
+		changed = true;
+	}
+	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size < segsize) {
+		if (evs__os_table.ftruncate(fd, (off_t)segsize) != 0)
+			return evs__err_sys(errno, "restore the size of segment", path);
+		changed = true;
+	}
+	if (changed && evs__os_table.fsync(fd) != 0)
+		return evs__err_sys(errno, "clear torn tail of segment", path);
+	return 0;
+}
+
+/* How far past the log's end a power loss can leave batches of the last,
+ * unsynced group: a group is at most about 1 MiB, or one batch. */
+#define TAIL_WINDOW (2u << 20)
 
 typedef struct recover_ctx {
 	evs_store *s;
@@ -374,21 +438,6 @@ static int index_recovered(evs_store *s, const evs__batch_hdr *h, const uint8_t 
 		return evs__err(EVS_ECORRUPT, "%s offset %" PRIu64 ": malformed record",
 				segpath, off);
 	return c.rc;
-}
-
-/* Cuts a torn tail at `off`: the file is shortened there and extended back
- * (sparse) to its size, so what follows reads as zeros. */
-static int cut_tail(evs_store *s, int fd, const char *path, uint64_t off, uint64_t segsize)
-{
-	struct stat st;
-
-	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size > off)
-		s->open_stats.truncated_bytes += (uint64_t)st.st_size - off;
-	if (evs__os_table.ftruncate(fd, (off_t)off) != 0 ||
-	    evs__os_table.ftruncate(fd, (off_t)segsize) != 0 ||
-	    evs__os_table.fsync(fd) != 0)
-		return evs__err_sys(errno, "cut torn tail of segment", path);
-	return 0;
 }
 
 static int recover(evs_store *s)
@@ -522,31 +571,51 @@ static int recover(evs_store *s)
 			}
 			if (lr == 0 && h.first_position != s->next_position)
 				lr = -1;
-			if (lr == 1)
+			if (lr == 1 && !is_last)
 				break;
-			if (lr < 0) {
-				uint64_t found;
-				int vr = is_last ? valid_batch_after(fd, off + 1, segsize, &found) : 0;
-				if (!is_last || vr == 1) {
+			if (lr == 1 || (lr < 0 && is_last)) {
+				/*
+				 * The end of the last segment's good batches.  A
+				 * bad batch here (lr < 0), or bytes after zeros
+				 * (lr == 1), are what a crash or power loss left of
+				 * a group that was never acknowledged, unless a batch
+				 * further on says `next_position` was durable.
+				 */
+				uint64_t nz, proof = 0;
+				uint64_t to = lr == 1 ? off + TAIL_WINDOW : segsize;
+				int vr = scan_tail(fd, lr == 1 ? off : off + 1, to < segsize ? to : segsize,
+						   s->next_position, &nz, &proof);
+				if (vr == 1) {
 					evs__os_table.close(fd);
 					rc = evs__err(EVS_ECORRUPT,
-						      "%s offset %" PRIu64 ": bad batch (expected position %"
-						      PRIu64 ")%s", path, off, s->next_position,
-						      is_last ? "; valid batches follow it, so it is not a torn tail" : "");
+						      "%s offset %" PRIu64 ": %s where position %" PRIu64
+						      " was, but the batch at offset %" PRIu64
+						      " was written after it was durable", path, off,
+						      lr == 1 ? "zeros" : "a bad batch", s->next_position,
+						      proof);
 					goto out;
 				}
 				if (vr < 0) {
 					evs__os_table.close(fd);
-					rc = evs__err(EVS_EIO, "%s: scanning past offset %" PRIu64 " failed",
-						      path, off);
+					rc = vr == -3 ? evs__err(EVS_ENOMEM, "out of memory in recovery")
+						      : evs__err_sys(errno, "read segment", path);
 					goto out;
 				}
-				rc = cut_tail(s, fd, path, off, segsize);
+				if (lr < 0 && nz < off + 1)
+					nz = off + 1; /* the bad header itself */
+				rc = scrub_tail(s, fd, path, off, nz, segsize);
 				if (rc) {
 					evs__os_table.close(fd);
 					goto out;
 				}
 				break;
+			}
+			if (lr < 0) {
+				evs__os_table.close(fd);
+				rc = evs__err(EVS_ECORRUPT, "%s offset %" PRIu64
+					      ": bad batch (expected position %" PRIu64 ")", path, off,
+					      s->next_position);
+				goto out;
 			}
 			s->open_stats.recovery_bytes += h.length;
 			if (h.flags & EVS__BATCH_SEAL) {

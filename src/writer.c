@@ -381,8 +381,8 @@ static int roll(evs_store *s)
 	if (s->wfd >= 0) {
 		uint8_t seal[EVS__SEAL_SIZE];
 		memset(seal, 0, sizeof(seal));
-		evs__batch_seal_header(seal, EVS__SEAL_SIZE, 0, s->next_position, 0, NULL, 0,
-				       EVS__BATCH_SEAL);
+		evs__batch_seal_header(seal, EVS__SEAL_SIZE, 0, s->next_position, 0,
+				       s->next_position - 1, NULL, 0, EVS__BATCH_SEAL);
 		if (evs__os_pwrite_all(s->wfd, seal, sizeof(seal), (off_t)s->woff) != 0 ||
 		    evs__os_table.fdatasync(s->wfd) != 0) {
 			char path[4096];
@@ -570,7 +570,7 @@ static size_t lead(evs_store *s, evs__req **grp, size_t n)
 		r->res.current_version = r->res.last_version;
 		r->off = start_off + total;
 		evs__batch_seal_header(r->buf, (uint32_t)r->len, r->count, s->next_position,
-				       r->res.first_version, r->stream,
+				       r->res.first_version, first_pos - 1, r->stream,
 				       (uint16_t)r->stream_len, 0);
 		r->head->version += r->count;
 		s->next_position += r->count;

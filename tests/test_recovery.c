@@ -170,7 +170,16 @@ START_TEST(test_truncate_every_offset)
 
 	make_base(base, &prefix, &full, &lb);
 	ck_assert_str_ne(prefix, full);
+	char *bseg = tu_segment_path(base, 0);
+	size_t bsize;
+	uint8_t *bytes = (uint8_t *)tu_read_file(bseg, &bsize);
+	ck_assert_uint_ge(bsize, lb.offset + lb.length);
 	for (uint32_t cut = 0; cut < lb.length; cut++) {
+		/* what recovery clears: the kept part of the batch up to its
+		 * last non-zero byte (the NULs after a field read as zeros) */
+		uint32_t cleared = cut;
+		while (cleared > 0 && bytes[lb.offset + cleared - 1] == 0)
+			cleared--;
 		char *d = path_in(dir, "t");
 		copy_store(base, d, true);
 		char *seg = tu_segment_path(d, 0);
@@ -184,7 +193,7 @@ START_TEST(test_truncate_every_offset)
 		evs_stats st;
 		ck_assert_int_eq(evs_stats_get(&st, s), 0);
 		ck_assert_uint_eq(st.head_position, lb.position - 1);
-		ck_assert_uint_eq(st.truncated_bytes, cut);
+		ck_assert_uint_eq(st.truncated_bytes, cleared);
 		/* appending goes on right where the log ended */
 		evs_append_result r;
 		append1(s, "order-3", "After", "{}", &r);
@@ -203,6 +212,8 @@ START_TEST(test_truncate_every_offset)
 		tu_rmdir(d);
 		free(d);
 	}
+	free(bytes);
+	free(bseg);
 	free(prefix);
 	free(full);
 	free(base);
@@ -474,6 +485,86 @@ START_TEST(test_stale_temp_segment)
 }
 END_TEST
 
+/*
+ * Power loss can persist the pages of an unsynced group out of order: a
+ * page of its first batch lost (zeros, or a torn batch) while a later batch
+ * of the same group reached the disk.  Nothing of that group was
+ * acknowledged, so open cuts all of it.  A batch whose synced-through mark
+ * says the missing position was durable proves corruption instead.
+ */
+static size_t make_batch(uint8_t *p, uint64_t position, uint64_t version,
+			 uint64_t synced_through, const char *stream, const char *data)
+{
+	size_t sl = strlen(stream), dl = strlen(data);
+	size_t len = EVS__BATCH_HDR + sl + 1 + evs__rec_size(4, 0, dl);
+	uint8_t id[16];
+
+	memset(id, 0x5a, 16);
+	id[15] = (uint8_t)position;
+	evs__rec_encode(p + EVS__BATCH_HDR + sl + 1, id, 1, 1, "Lost", 4, "", 0, data, dl);
+	evs__batch_seal_header(p, (uint32_t)len, 1, position, version, synced_through, stream,
+			       (uint16_t)sl, 0);
+	return len;
+}
+
+START_TEST(test_unsynced_group_out_of_order)
+{
+	int torn = _i & 1;        /* B2 torn (else: B2's bytes are zeros) */
+	int proves = (_i >> 1) & 1; /* B3 says position 2 was durable */
+	evs_store *s = tu_open(dir, 16384, 1);
+	uint8_t b2[512], b3[512];
+	evs__batch_ref lb;
+
+	append_n(s, "order-1", 1, 0);
+	evs_close(s);
+	lb = last_batch(dir);
+	uint64_t end = lb.offset + lb.length;
+	size_t l2 = make_batch(b2, 2, 1, 1, "order-9", "{\"n\":2}");
+	size_t l3 = make_batch(b3, 3, 2, proves ? 2 : 1, "order-9", "{\"n\":3}");
+	char *seg = tu_segment_path(dir, 0);
+	int fd = open(seg, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	if (torn) {
+		b2[l2 - 3] ^= 0x40; /* its CRC no longer matches */
+		ck_assert_int_eq(pwrite(fd, b2, l2, (off_t)end), (ssize_t)l2);
+	}
+	ck_assert_int_eq(pwrite(fd, b3, l3, (off_t)(end + l2)), (ssize_t)l3);
+	close(fd);
+
+	evs_options o = EVS_OPTIONS_INIT;
+	o.segment_size = 16384;
+	if (proves) {
+		ck_assert_int_eq(evs_open(&s, dir, &o), EVS_ECORRUPT);
+		char want[4200];
+		snprintf(want, sizeof(want), "%s offset %llu: %s where position 2 was", seg,
+			 (unsigned long long)end, torn ? "a bad batch" : "zeros");
+		ck_assert_msg(strstr(evs_errmsg(), want), "message: %s", evs_errmsg());
+		free(seg);
+		return;
+	}
+	ck_assert_int_eq(evs_open(&s, dir, &o), 0);
+	evs_stats st;
+	ck_assert_int_eq(evs_stats_get(&st, s), 0);
+	ck_assert_uint_eq(st.head_position, 1);
+	/* cleared up to B3's last non-zero byte (a batch ends with a NUL) */
+	ck_assert_uint_eq(st.truncated_bytes, l2 + l3 - 1);
+	/* appends of the same sizes must never bring the old bytes back */
+	for (int i = 0; i < 3; i++)
+		append_n(s, "order-2", 1, 10 + i);
+	evs_close(s);
+	s = tu_open(dir, 16384, 1);
+	int n = 0;
+	ck_assert_int_eq(evs_read_all(s, 1, 0, NULL, count_cb, &n), 0);
+	ck_assert_int_eq(n, 4);
+	evs_stream_info info;
+	ck_assert_int_eq(evs_stream_info_get(&info, s, "order-9"), 0);
+	ck_assert_int_eq(info.exists, 0);
+	ck_assert_int_eq(evs_verify(s, NULL, NULL, NULL), 0);
+	evs_close(s);
+	free(seg);
+}
+END_TEST
+
 /* An index of another format is refused, not misread. */
 START_TEST(test_index_format_refused)
 {
@@ -513,6 +604,7 @@ static Suite *recovery_suite(void)
 	tcase_add_test(tc, test_garbage_tail);
 	tcase_add_test(tc, test_unindexed_tail_is_indexed);
 	tcase_add_test(tc, test_indexed_batch_damaged_sync);
+	tcase_add_loop_test(tc, test_unsynced_group_out_of_order, 0, 4);
 	suite_add_tcase(su, tc);
 
 	tc = tcase_create("corrupt");
