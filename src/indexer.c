@@ -149,7 +149,7 @@ static void *indexer_main(void *arg)
 		s->ix_idle = IX_GATHERING;
 		if (!s->ix_stop && !s->ix_waiters && s->pq_batches < INDEX_BATCHES) {
 			struct timespec until;
-			clock_gettime(CLOCK_REALTIME, &until);
+			clock_gettime(CLOCK_MONOTONIC, &until);
 			until.tv_nsec += INDEX_DELAY_MS * 1000000L;
 			if (until.tv_nsec >= 1000000000L) {
 				until.tv_sec++;
@@ -193,8 +193,14 @@ static void *indexer_main(void *arg)
 
 int evs__indexer_start(evs_store *s)
 {
+	pthread_condattr_t ca;
+
 	pthread_mutex_init(&s->ix_mu, NULL);
-	pthread_cond_init(&s->ix_work, NULL);
+	/* the gathering wait must not stretch when the wall clock steps back */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->ix_work, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&s->ix_done, NULL);
 	s->ix_init = true;
 	atomic_store(&s->indexed, atomic_load(&s->visible));
@@ -324,9 +330,13 @@ static bool writer_alive(evs_store *s)
 
 static int recover_for_reader(evs_store *s, uint64_t h, uint64_t target)
 {
-	evs_options o = EVS_OPTIONS_INIT;
+	evs_options o = s->opts;
 	evs_store *w = NULL;
-	int rc = evs_open(&w, s->dir, &o);
+	int rc;
+
+	o.read_only = 0;
+	o.create = 0;
+	rc = evs_open(&w, s->dir, &o);
 
 	if (rc == 0) {
 		evs_close(w);
@@ -352,9 +362,18 @@ int evs__store_read_begin(evs_store *s, evs__ix **ix_out, uint64_t *head)
 		rc = evs__indexer_wait(s, target);
 		if (rc)
 			return rc;
-	} else if (s->shared &&
-		   atomic_load_explicit(&s->shared[1], memory_order_acquire) == SHARED_MAGIC) {
-		target = atomic_load_explicit(&s->shared[0], memory_order_acquire);
+	} else if (s->lock_fd >= 0) {
+		_Atomic uint64_t *shared;
+
+		/* Mapped at open, or now if LOCK was too short then (a writer
+		 * was still creating the store). */
+		pthread_mutex_lock(&s->pool_mu);
+		if (!s->shared)
+			evs__shared_map(s, s->lock_fd, false);
+		shared = s->shared;
+		pthread_mutex_unlock(&s->pool_mu);
+		if (shared && atomic_load_explicit(&shared[1], memory_order_acquire) == SHARED_MAGIC)
+			target = atomic_load_explicit(&shared[0], memory_order_acquire);
 	}
 	rc = evs__store_ix_get(s, &ix);
 	if (rc)

@@ -174,6 +174,8 @@ static void *spare_main(void *arg)
 		}
 		pthread_mutex_lock(&s->spare_mu);
 		s->spare_fd = fd;
+		/* after a failure (disk full, say), no new try until a roll */
+		s->spare_failed = fd < 0 && !atomic_load(&s->spare_stop);
 		s->spare_busy = false;
 		atomic_store(&s->spare_hurry, false);
 		pthread_cond_broadcast(&s->spare_cv);
@@ -234,7 +236,7 @@ void evs__spare_want(evs_store *s)
 	if (!s->spare_init)
 		return;
 	pthread_mutex_lock(&s->spare_mu);
-	if (s->spare_fd < 0 && !s->spare_want && !s->spare_busy) {
+	if (s->spare_fd < 0 && !s->spare_want && !s->spare_busy && !s->spare_failed) {
 		s->spare_want = true;
 		pthread_cond_broadcast(&s->spare_cv);
 	}
@@ -258,6 +260,7 @@ int evs__spare_install(evs_store *s, uint64_t first, int *fd_out)
 		}
 		fd = s->spare_fd;
 		s->spare_fd = -1;
+		s->spare_failed = false;
 		pthread_mutex_unlock(&s->spare_mu);
 	}
 	if (fd < 0)

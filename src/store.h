@@ -173,7 +173,7 @@ struct evs_store {
 	_Atomic uint64_t indexed;
 
 	/* segment.c: the spare segment */
-	bool spare_init, spare_running, spare_want, spare_stop_req, spare_busy;
+	bool spare_init, spare_running, spare_want, spare_stop_req, spare_busy, spare_failed;
 	atomic_bool spare_stop, spare_hurry;
 	int spare_fd;
 	pthread_t spare_thread;
