@@ -25,7 +25,7 @@ enum {
 	Q_GET_META, Q_INS_STREAM, Q_INS_BATCH, Q_HEAD,
 	Q_INS_ID, Q_FIND_ID, Q_LAST_BATCH, Q_BATCH_AT, Q_STREAM,
 	Q_FWD_START, Q_FWD, Q_BWD, Q_EACH_STREAM, Q_LIST_STREAMS,
-	Q_LIST_STREAMS_AFTER, Q_CATEGORIES, Q_COUNTS, Q_EACH_BATCH, Q_ENDS, Q_MAX_ID,
+	Q_LIST_STREAMS_AFTER, Q_CATEGORIES, Q_COUNTS, Q_ENDS, Q_MAX_ID,
 	Q__COUNT
 };
 
@@ -72,8 +72,6 @@ static const char *const sql[Q__COUNT] = {
 	[Q_ENDS] = "SELECT (SELECT position FROM batches WHERE stream_id = ?1 "
 		   "ORDER BY first_version LIMIT 1), (SELECT position + count - 1 "
 		   "FROM batches WHERE stream_id = ?1 ORDER BY first_version DESC LIMIT 1)",
-	[Q_EACH_BATCH] = "SELECT position, first_version, count, segment, offset, length, stream_id "
-			 "FROM batches ORDER BY position",
 };
 
 struct evs__ix {
@@ -456,13 +454,6 @@ int evs__ix_stream_batches(evs__ix *ix, int64_t stream_id, uint64_t from,
 	sqlite3_bind_int64(st, 1, stream_id);
 	sqlite3_bind_int64(st, 2, (int64_t)start);
 	return each_batch(ix, st, cb, ctx);
-}
-
-int evs__ix_each_batch(evs__ix *ix, evs__ix_batch_cb cb, void *ctx)
-{
-	sqlite3_stmt *st = stmt(ix, Q_EACH_BATCH);
-
-	return st ? each_batch(ix, st, cb, ctx) : EVS_EIO;
 }
 
 static int each_name(evs__ix *ix, sqlite3_stmt *st, evs_name_cb cb, void *ctx)

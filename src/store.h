@@ -78,7 +78,6 @@ int evs__ix_counts(evs__ix *ix, uint64_t *streams, uint64_t *batches,
 /* The greatest stored event id, or all zeros when there is none. */
 int evs__ix_max_id(evs__ix *ix, uint8_t out[16]);
 int evs__ix_stream_ends(evs__ix *ix, int64_t stream_id, uint64_t *first, uint64_t *last);
-int evs__ix_each_batch(evs__ix *ix, evs__ix_batch_cb cb, void *ctx);
 
 /* ---- segment.c ---- */
 
