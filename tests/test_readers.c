@@ -53,23 +53,39 @@ static void writer_child(const char *dir, int fd, bool sync_each)
 	_exit(0);
 }
 
-START_TEST(test_sees_acknowledged)
+/*
+ * Creates a store in dir and forks a writer into it; *acks_fd reads the
+ * positions it acknowledges, a byte on *go_fd lets it close and exit.
+ */
+static pid_t start_writer(const char *dir, bool sync_each, int *acks_fd, int *go_fd)
 {
-	char *dir = tu_mkdtemp();
 	int acks[2], go[2];
-	evs_store *w = tu_open(dir, 64 * 1024, 0); /* create it */
+	evs_store *w = tu_open(dir, 64 * 1024, 0);
 
+	ck_assert_ptr_nonnull(w);
 	evs_close(w);
 	ck_assert_int_eq(pipe(acks), 0);
 	ck_assert_int_eq(pipe(go), 0);
 	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		close(acks[0]);
+		close(go[1]);
 		dup2(go[0], 0);
-		writer_child(dir, acks[1], _i);
+		writer_child(dir, acks[1], sync_each);
 	}
 	close(acks[1]);
 	close(go[0]);
+	*acks_fd = acks[0];
+	*go_fd = go[1];
+	return pid;
+}
+
+START_TEST(test_sees_acknowledged)
+{
+	char *dir = tu_mkdtemp();
+	int acks_fd, go_fd;
+	pid_t pid = start_writer(dir, _i, &acks_fd, &go_fd);
 
 	evs_options o = EVS_OPTIONS_INIT;
 	evs_store *r = NULL;
@@ -77,7 +93,7 @@ START_TEST(test_sees_acknowledged)
 	ck_assert_int_eq(evs_open(&r, dir, &o), 0);
 	uint64_t acked;
 	int reads = 0;
-	while (read(acks[0], &acked, 8) == 8) {
+	while (read(acks_fd, &acked, 8) == 8) {
 		/* every 7th ack, read: the acknowledged position must be there */
 		if (acked % 7 && acked != EVENTS)
 			continue;
@@ -92,7 +108,7 @@ START_TEST(test_sees_acknowledged)
 			break;
 	}
 	ck_assert_int_gt(reads, EVENTS / 7 - 1);
-	ck_assert_int_eq(write(go[1], "x", 1), 1);
+	ck_assert_int_eq(write(go_fd, "x", 1), 1);
 	int status;
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -100,8 +116,8 @@ START_TEST(test_sees_acknowledged)
 	ck_assert_int_eq(evs_read_all(r, 1, 0, NULL, tu_count_cb, &n), 0);
 	ck_assert_int_eq(n, EVENTS);
 	evs_close(r);
-	close(acks[0]);
-	close(go[1]);
+	close(acks_fd);
+	close(go_fd);
 	tu_rmdir(dir);
 	free(dir);
 }
@@ -111,21 +127,11 @@ END_TEST
 START_TEST(test_dead_writer_no_wait)
 {
 	char *dir = tu_mkdtemp();
-	int acks[2], go[2];
-	evs_store *w = tu_open(dir, 64 * 1024, 0);
-
-	evs_close(w);
-	ck_assert_int_eq(pipe(acks), 0);
-	ck_assert_int_eq(pipe(go), 0);
-	pid_t pid = fork();
-	if (pid == 0) {
-		close(acks[0]);
-		dup2(go[0], 0);
-		writer_child(dir, acks[1], false);
-	}
-	close(acks[1]);
+	int acks_fd, go_fd;
+	evs_store *w;
+	pid_t pid = start_writer(dir, false, &acks_fd, &go_fd);
 	uint64_t acked = 0, p;
-	while (acked < EVENTS && read(acks[0], &p, 8) == 8)
+	while (acked < EVENTS && read(acks_fd, &p, 8) == 8)
 		acked = p;
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
@@ -150,9 +156,8 @@ START_TEST(test_dead_writer_no_wait)
 	ck_assert_int_eq(evs_read_all(w, 1, 0, NULL, tu_count_cb, &n), 0);
 	ck_assert_int_eq(n, EVENTS);
 	evs_close(w);
-	close(acks[0]);
-	close(go[0]);
-	close(go[1]);
+	close(acks_fd);
+	close(go_fd);
 	tu_rmdir(dir);
 	free(dir);
 }
