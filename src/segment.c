@@ -56,13 +56,16 @@ static void seg_header(uint8_t *hdr, uint64_t first, uint64_t size)
 
 /*
  * Writes zeros over [from, size) in 1 MiB writes; stops early (returning
- * 1) when *stop becomes true.  0 or -1 with errno.  With `paced` (the
- * background spare), each chunk is sent to the disk as it is written and
- * followed by a short pause: 64 MiB of dirty pages flushed at once would
- * stall the log's fdatasyncs (about 20% fewer appends with 16 writers).
+ * 1) when *stop becomes true.  0 or -1 with errno.  With a store `s` (the
+ * background spare), each chunk is sent to the disk as it is written, and
+ * the fill pauses 20 ms after a chunk whenever it is ahead of schedule
+ * (spare_behind): 64 MiB of dirty pages flushed at once would stall the
+ * log's fdatasyncs, and so does zeroing at full speed beside them.
  */
+static bool spare_behind(evs_store *s, uint64_t done, uint64_t size);
+
 static int zero_fill(int fd, uint64_t from, uint64_t size, const atomic_bool *stop,
-		     const atomic_bool *hurry)
+		     evs_store *s)
 {
 	static const size_t chunk = 1u << 20;
 	uint8_t *zeros = evs__calloc(1, chunk);
@@ -83,14 +86,16 @@ static int zero_fill(int fd, uint64_t from, uint64_t size, const atomic_bool *st
 			errno = e;
 			return -1;
 		}
-		if (hurry && !atomic_load(hurry)) {
-			struct timespec nap = { 0, 20000000 };
-			sync_file_range(fd, (off_t)off, (off_t)n,
+		off += n;
+		if (s && !atomic_load(&s->spare_hurry)) {
+			sync_file_range(fd, (off_t)(off - n), (off_t)n,
 					SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
 					SYNC_FILE_RANGE_WAIT_AFTER);
-			nanosleep(&nap, NULL);
+			if (!spare_behind(s, off, size)) {
+				struct timespec nap = { 0, 20000000 };
+				nanosleep(&nap, NULL);
+			}
 		}
-		off += n;
 	}
 	evs__free(zeros);
 	return 0;
@@ -131,14 +136,32 @@ int evs__seg_create(int *fd_out, const char *logdir, uint64_t first,
  *
  * Zero-filling a 64 MiB segment takes a good part of a second, which a
  * roll would otherwise spend between two groups.  A thread prepares
- * log/spare.tmp (zeros, fsync'ed) once the active segment is half full,
- * paced (1 MiB, written through, then 20 ms) so it does not stall the
+ * log/spare.tmp (zeros, fsync'ed) once the active segment is a sixteenth
+ * full, paced (see zero_fill and spare_behind) so it does not stall the
  * log's fdatasyncs; a roll that finds it unfinished has it finish at full
- * speed and waits;
- * a roll then only writes the header, syncs it, renames the spare into
+ * speed and waits.  A roll then only writes the header, syncs it, renames the spare into
  * place and syncs the directory.  A spare of the right size left by an
  * earlier run is reused; any other is removed at open.
  */
+
+/*
+ * Is the spare's fill behind schedule?  The schedule: done by the time the
+ * active segment is 80% full, starting from its fill when the spare was
+ * started.  So the zeros go out at about the pace the log fills (plus a
+ * quarter), spread over the segment's life rather than in a burst at the
+ * roll, and at the minimum pace when the log is idle.
+ */
+static bool spare_behind(evs_store *s, uint64_t done, uint64_t size)
+{
+	unsigned a = atomic_load_explicit(&s->active_fill, memory_order_relaxed);
+	unsigned from = s->spare_from, until = 800;
+
+	if (a <= from)
+		return false;
+	if (a >= until || from >= until)
+		return true;
+	return (double)done / (double)size < (double)(a - from) / (double)(until - from);
+}
 
 static void spare_path(char *out, size_t size, const char *logdir)
 {
@@ -159,11 +182,11 @@ static void *spare_main(void *arg)
 			break;
 		s->spare_want = false;
 		s->spare_busy = true;
+		s->spare_from = atomic_load(&s->active_fill);
 		pthread_mutex_unlock(&s->spare_mu);
 
 		int fd = evs__os_table.open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-		int rc = fd < 0 ? -1 : zero_fill(fd, 0, s->opts.segment_size, &s->spare_stop,
-						 &s->spare_hurry);
+		int rc = fd < 0 ? -1 : zero_fill(fd, 0, s->opts.segment_size, &s->spare_stop, s);
 		if (rc == 0)
 			rc = evs__os_table.fsync(fd);
 		if (rc != 0 && fd >= 0) {

@@ -672,6 +672,7 @@ static int recover(evs_store *s)
 			s->wseg = segs[i];
 			s->woff = off;
 			s->wsize = segsize;
+			atomic_store(&s->active_fill, (unsigned)(off * 1000 / segsize));
 		} else {
 			evs__os_table.close(fd);
 		}

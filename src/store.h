@@ -174,6 +174,8 @@ struct evs_store {
 	/* segment.c: the spare segment */
 	bool spare_init, spare_running, spare_want, spare_stop_req, spare_busy, spare_failed;
 	atomic_bool spare_stop, spare_hurry;
+	atomic_uint active_fill;  /* active segment's fill in 1/1000ths (writer.c) */
+	unsigned spare_from;      /* active_fill when the spare was started */
 	int spare_fd;
 	pthread_t spare_thread;
 	pthread_mutex_t spare_mu;

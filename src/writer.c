@@ -398,6 +398,7 @@ static int roll(evs_store *s)
 	s->wseg = s->next_position;
 	s->woff = EVS__SEG_HDR;
 	s->wsize = s->opts.segment_size;
+	atomic_store_explicit(&s->active_fill, 0, memory_order_relaxed);
 	rc = evs__store_add_segment(s, s->wseg);
 	if (rc)
 		return fail_store(s, rc);
@@ -604,7 +605,9 @@ static size_t lead(evs_store *s, evs__req **grp, size_t n)
 		goto io_failed;
 	}
 	s->woff += total;
-	if (s->woff > s->wsize / 2)
+	atomic_store_explicit(&s->active_fill, (unsigned)(s->woff * 1000 / s->wsize),
+			      memory_order_relaxed);
+	if (s->woff > s->wsize / 16)
 		evs__spare_want(s);
 	rc = queue_for_index(s, grp, taken);
 	if (rc) {
