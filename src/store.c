@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
@@ -774,8 +775,8 @@ int evs_open(evs_store **out, const char *dir, const evs_options *opts)
 	*out = NULL;
 	if (!opts)
 		opts = &defaults;
-	if (opts->version != EVS_OPTIONS_VERSION)
-		return evs__err(EVS_EINVAL, "evs_open: options version %d, expected %d",
+	if (opts->version < 1 || opts->version > EVS_OPTIONS_VERSION)
+		return evs__err(EVS_EINVAL, "evs_open: options version %d, expected 1 to %d",
 				opts->version, EVS_OPTIONS_VERSION);
 	if (opts->segment_size < EVS_MIN_SEGMENT_SIZE || opts->segment_size > (1ull << 40))
 		return evs__err(EVS_EINVAL, "evs_open: segment size %" PRIu64
@@ -791,7 +792,14 @@ int evs_open(evs_store **out, const char *dir, const evs_options *opts)
 	s = evs__calloc(1, sizeof(*s));
 	if (!s)
 		return evs__err(EVS_ENOMEM, "out of memory opening %s", dir);
-	s->opts = *opts;
+	/* a version 1 struct ends before the schema fields */
+	if (opts->version == 1) {
+		memcpy(&s->opts, opts, offsetof(evs_options, schema_dir));
+		s->opts.version = EVS_OPTIONS_VERSION;
+	} else {
+		s->opts = *opts;
+	}
+	s->opts.schema_dir = NULL; /* the caller's string; s->schemas keeps what it needs */
 	s->read_only = opts->read_only != 0;
 	s->lock_fd = -1;
 	s->wfd = -1;
@@ -806,6 +814,12 @@ int evs_open(evs_store **out, const char *dir, const evs_options *opts)
 		return evs__err(EVS_ENOMEM, "out of memory opening %s", dir);
 	}
 	sprintf(s->logdir, "%s/log", dir);
+	if (opts->version >= 2 && opts->schema_dir &&
+	    (rc = evs__schemas_load(&s->schemas, opts->schema_dir, opts->schema_strict != 0,
+				    opts->schema_formats != 0)) != 0) {
+		evs_close(s);
+		return rc;
+	}
 	snprintf(lockpath, sizeof(lockpath), "%s/LOCK", dir);
 	snprintf(ixpath, sizeof(ixpath), "%s/index.db", dir);
 
@@ -929,6 +943,7 @@ void evs_close(evs_store *s)
 	pthread_mutex_destroy(&s->seg_mu);
 	pthread_mutex_destroy(&s->pool_mu);
 	evs__free(s->zeros);
+	evs__schemas_free(s->schemas);
 	evs__free(s->dir);
 	evs__free(s->logdir);
 	evs__free(s);

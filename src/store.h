@@ -107,6 +107,21 @@ int evs__seg_check_header(const uint8_t *hdr, uint64_t first, uint64_t *size_out
  * files when `cleanup`. */
 int evs__seg_list(uint64_t **out, size_t *n, const char *logdir, bool cleanup);
 
+/* ---- schemas.c ---- */
+
+typedef struct evs__schemas evs__schemas;
+/* Reads and compiles every <type>.v<N>.json in dir; EVS_EINVAL naming the
+ * file that is misnamed, does not parse or does not compile. */
+int evs__schemas_load(evs__schemas **out, const char *dir, bool strict, bool formats);
+void evs__schemas_free(evs__schemas *r);
+size_t evs__schemas_count(const evs__schemas *r);
+/* Checks event `index` (from 1) of an append to `stream`: 0, or
+ * EVS_ESCHEMA (EVS_EINVAL for data that does not parse) with a message
+ * naming stream, event, type, version, the JSON pointer and the rule. */
+int evs__schemas_check(const evs__schemas *r, const char *stream, size_t index,
+		       const char *type, size_t tl, uint32_t version,
+		       const char *data, size_t dl);
+
 /* ---- the store ---- */
 
 typedef struct evs__head {
@@ -142,6 +157,7 @@ struct evs_store {
 	char *dir;
 	char *logdir;
 	evs_options opts;
+	evs__schemas *schemas;  /* NULL without opts.schema_dir */
 	bool read_only;
 	int lock_fd;
 

@@ -725,6 +725,11 @@ static int encode(evs_store *s, evs__req *r, const evs_new_event *ev, size_t n)
 				      r->stream, i + 1, why ? why : "syntax error", bad);
 			goto out;
 		}
+		if (s->schemas &&
+		    (rc = evs__schemas_check(s->schemas, r->stream, i + 1, ev[i].type, tl,
+					     ev[i].schema_version ? ev[i].schema_version : 1,
+					     ev[i].data, dl)) != 0)
+			goto out;
 		len += evs__rec_size(tl, ml, dl);
 		if (len > room || len > EVS__MAX_BATCH) {
 			rc = evs__err(EVS_ETOOLARGE,

@@ -515,6 +515,34 @@ err "stats of a missing store" 1 "evstore: stats: cannot open store '$TMP/nostor
 eq "usage errors wrote nothing" "$BEFORE" "$(snapshot "$S")"
 
 # ---------------------------------------------------------------------
+# Event schemas (--schemas, --strict)
+
+SD=$TMP/schemas
+mkdir -p "$SD"
+printf '%s' '{"type":"object","required":["total"],"properties":{"total":{"type":"integer","minimum":0}}}' >"$SD/OrderPlaced.v1.json"
+SS=$TMP/schema-store
+run append "$SS" order-1 --schemas "$SD" --type OrderPlaced '{"total":5}'
+err "schemas: no store yet" 1 "evstore: append: cannot open store '$SS'"
+run init "$SS"
+eq "schemas: init" 0 "$RC"
+run append "$SS" order-1 --schemas "$SD" --type OrderPlaced '{"total":5}'
+eq "schemas: valid event" 0 "$RC"
+BEFORE_SCHEMA=$(snapshot "$SS")
+run append "$SS" order-1 --schemas "$SD" --type OrderPlaced '{"total":-1}'
+err "schemas: invalid event" 1 "stream 'order-1', event 1 (OrderPlaced v1): /total: minimum: -1 is less than 0"
+run append "$SS" order-1 --schemas "$SD" '{"type":"OrderPlaced","schema_version":2,"data":{"total":1}}'
+err "schemas: unknown version" 1 "stream 'order-1', event 1: type 'OrderPlaced' has no schema version 2 in $SD"
+run append "$SS" order-1 --schemas "$SD" --strict --type NoteAdded '{"text":"hi"}'
+err "schemas: strict" 1 "stream 'order-1', event 1: type 'NoteAdded' has no schema in $SD (the store is strict)"
+run append "$SS" order-1 --schemas "$TMP/no-schemas" --type OrderPlaced '{"total":1}'
+err "schemas: missing directory" 1 "open schema directory: $TMP/no-schemas"
+run append "$SS" order-1 --schemas
+err "schemas: no value" 2 "evstore: append: option '--schemas' needs a value"
+eq "schemas: rejected appends wrote nothing" "$BEFORE_SCHEMA" "$(snapshot "$SS")"
+run append "$SS" order-1 --schemas "$SD" --type NoteAdded '{"text":"hi"}'
+eq "schemas: a type without a schema passes when not strict" 0 "$RC"
+
+# ---------------------------------------------------------------------
 
 echo
 echo "$passed passed, $failed failed"

@@ -482,8 +482,33 @@ static json_t *stats_json(const char *dir, const evs_stats *st)
 enum open_mode { OPEN_READ, OPEN_WRITE, OPEN_CREATE };
 
 /* Opens `dir`; on failure reports it and returns RC_FAIL. */
+/* --schemas DIR and --strict of the commands that write. */
+struct schema_args {
+	const char *dir;
+	int strict;
+};
+
+/* 1 when the current option was one of them (consumed), 0 when not,
+ * -1 on a usage error (reported). */
+static int args_schema(struct args *a, struct schema_args *sa)
+{
+	if (args_is(a, "--schemas")) {
+		if (!(sa->dir = args_value(a)))
+			return -1;
+		return 1;
+	}
+	if (args_is(a, "--strict")) {
+		sa->strict = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* Opens `dir` (with the event schemas of sa, if any); on failure reports
+ * it and returns RC_FAIL. */
 static int open_store(evs_store **out, const char *cmd, const char *dir,
-		      enum open_mode mode, evs_durability durability)
+		      enum open_mode mode, evs_durability durability,
+		      const struct schema_args *sa)
 {
 	evs_options opts = EVS_OPTIONS_INIT;
 	int err;
@@ -491,6 +516,10 @@ static int open_store(evs_store **out, const char *cmd, const char *dir,
 	opts.read_only = mode == OPEN_READ;
 	opts.create = mode == OPEN_CREATE;
 	opts.durability = durability;
+	if (sa) {
+		opts.schema_dir = sa->dir;
+		opts.schema_strict = sa->strict;
+	}
 	err = evs_open(out, dir, &opts);
 	if (err != 0) {
 		*out = NULL;
@@ -590,6 +619,9 @@ static const char usage_append[] =
 	"                        alone, of events of type T\n"
 	"  --durability D        sync (default: acknowledged after fdatasync)\n"
 	"                        or none\n"
+	"  --schemas DIR         validate each event's data against the JSON\n"
+	"                        Schema DIR/<type>.v<schema_version>.json\n"
+	"  --strict              with --schemas: refuse types without a schema\n"
 	"\n"
 	"Prints {\"stream\",\"first_version\",\"last_version\",\"first_position\",\n"
 	"\"last_position\",\"idempotent\"}.  A wrong expected version exits 1 with\n"
@@ -865,6 +897,7 @@ static int cmd_append(const char *cmd, int argc, char **argv)
 	evs_durability durability = EVS_DURABILITY_SYNC;
 	int64_t expected = EVS_EXPECT_ANY;
 	struct pending_list list = { NULL, 0, 0 };
+	struct schema_args sa = { NULL, 0 };
 	evs_new_event *events = NULL;
 	evs_append_result res;
 	evs_store *store = NULL;
@@ -896,6 +929,9 @@ static int cmd_append(const char *cmd, int argc, char **argv)
 						   fixed_type);
 		} else if (args_is(&a, "--durability")) {
 			if (args_durability(&a, &durability) != 0)
+				return RC_USAGE;
+		} else if ((k = args_schema(&a, &sa)) != 0) {
+			if (k < 0)
 				return RC_USAGE;
 		} else {
 			return args_unknown(&a);
@@ -942,7 +978,7 @@ static int cmd_append(const char *cmd, int argc, char **argv)
 		events[i].schema_version = list.v[i].schema_version;
 	}
 
-	rc = open_store(&store, cmd, pos[0], OPEN_WRITE, durability);
+	rc = open_store(&store, cmd, pos[0], OPEN_WRITE, durability, &sa);
 	if (rc != RC_OK)
 		goto out;
 	memset(&res, 0, sizeof res);
@@ -1028,7 +1064,7 @@ static int cmd_read(const char *cmd, int argc, char **argv)
 	if (npos < 2)
 		return usage_error(cmd, "missing %s", npos ? "STREAM" : "DIR");
 
-	rc = open_store(&store, cmd, pos[0], OPEN_READ, EVS_DURABILITY_SYNC);
+	rc = open_store(&store, cmd, pos[0], OPEN_READ, EVS_DURABILITY_SYNC, NULL);
 	if (rc != RC_OK)
 		return rc;
 	err = evs_read_stream(store, pos[1], from,
@@ -1112,7 +1148,7 @@ static int cmd_read_all(const char *cmd, int argc, char **argv)
 	if (filter.ntypes > 0)
 		filter.types = types;
 
-	rc = open_store(&store, cmd, dir, OPEN_READ, EVS_DURABILITY_SYNC);
+	rc = open_store(&store, cmd, dir, OPEN_READ, EVS_DURABILITY_SYNC, NULL);
 	if (rc != RC_OK)
 		goto out;
 	err = evs_read_all(store, from, limit, &filter, print_event, &ctx);
@@ -1209,7 +1245,7 @@ static int cmd_streams(const char *cmd, int argc, char **argv)
 		rc = usage_error(cmd, "missing DIR");
 		goto out;
 	}
-	rc = open_store(&store, cmd, dir, OPEN_READ, EVS_DURABILITY_SYNC);
+	rc = open_store(&store, cmd, dir, OPEN_READ, EVS_DURABILITY_SYNC, NULL);
 	if (rc != RC_OK)
 		goto out;
 	err = evs_list_streams(store, NULL, 0, print_stream, &ctx);
@@ -1275,7 +1311,7 @@ static int cmd_categories(const char *cmd, int argc, char **argv)
 	rc = only_dir(cmd, argc, argv, &dir);
 	if (rc != RC_OK)
 		return rc;
-	rc = open_store(&store, cmd, dir, OPEN_READ, EVS_DURABILITY_SYNC);
+	rc = open_store(&store, cmd, dir, OPEN_READ, EVS_DURABILITY_SYNC, NULL);
 	if (rc != RC_OK)
 		return rc;
 	err = evs_list_categories(store, print_category, &ctx);
@@ -1320,7 +1356,7 @@ static int cmd_info(const char *cmd, int argc, char **argv)
 	if (npos < 2)
 		return usage_error(cmd, "missing %s", npos ? "STREAM" : "DIR");
 
-	rc = open_store(&store, cmd, pos[0], OPEN_READ, EVS_DURABILITY_SYNC);
+	rc = open_store(&store, cmd, pos[0], OPEN_READ, EVS_DURABILITY_SYNC, NULL);
 	if (rc != RC_OK)
 		return rc;
 	memset(&info, 0, sizeof info);
@@ -1366,7 +1402,7 @@ static int cmd_stats(const char *cmd, int argc, char **argv)
 	rc = only_dir(cmd, argc, argv, &dir);
 	if (rc != RC_OK)
 		return rc;
-	rc = open_store(&store, cmd, dir, OPEN_READ, EVS_DURABILITY_SYNC);
+	rc = open_store(&store, cmd, dir, OPEN_READ, EVS_DURABILITY_SYNC, NULL);
 	if (rc != RC_OK)
 		return rc;
 	memset(&st, 0, sizeof st);
@@ -1473,7 +1509,7 @@ static int cmd_verify(const char *cmd, int argc, char **argv)
 		return usage_error(cmd, "missing DIR");
 	ctx.tty = isatty(STDERR_FILENO);
 
-	rc = open_store(&store, cmd, dir, OPEN_READ, EVS_DURABILITY_SYNC);
+	rc = open_store(&store, cmd, dir, OPEN_READ, EVS_DURABILITY_SYNC, NULL);
 	if (rc != RC_OK)
 		return rc;
 	err = evs_verify(store, verify_report, verify_progress, &ctx);
@@ -1514,6 +1550,7 @@ out:
 static const char usage_generate[] =
 	"usage: evstore generate DIR [--events N] [--streams S] [--batch B]\n"
 	"                        [--seed X] [--durability sync|none]\n"
+	"                        [--schemas DIR [--strict]]\n"
 	"\n"
 	"Appends a generated workload of web-shop orders to the store in DIR\n"
 	"(created if missing): streams order-1 .. order-S, each receiving\n"
@@ -1531,6 +1568,8 @@ static const char usage_generate[] =
 	"  --batch B        events per append (default 10)\n"
 	"  --seed X         seed of the generator (default 42)\n"
 	"  --durability D   sync (default) or none\n"
+	"  --schemas DIR    validate every event against DIR's JSON Schemas\n"
+	"  --strict         with --schemas: refuse types without a schema\n"
 	"\n"
 	"Prints progress to stderr, then {\"events\",\"streams\",\"appends\",\n"
 	"\"seconds\",\"events_per_second\",\"head_position\"}, the store's\n"
@@ -1946,6 +1985,7 @@ static int cmd_generate(const char *cmd, int argc, char **argv)
 {
 	uint64_t nevents = 10000, nstreams = 100, batch = 10, seed = 42;
 	evs_durability durability = EVS_DURABILITY_SYNC;
+	struct schema_args sa = { NULL, 0 };
 	const char *dir = NULL;
 	struct gen_order *orders = NULL;
 	evs_new_event *events = NULL;
@@ -1983,6 +2023,9 @@ static int cmd_generate(const char *cmd, int argc, char **argv)
 		} else if (args_is(&a, "--durability")) {
 			if (args_durability(&a, &durability) != 0)
 				return RC_USAGE;
+		} else if ((k = args_schema(&a, &sa)) != 0) {
+			if (k < 0)
+				return RC_USAGE;
 		} else {
 			return args_unknown(&a);
 		}
@@ -2008,7 +2051,7 @@ static int cmd_generate(const char *cmd, int argc, char **argv)
 	}
 	used_streams = appends < nstreams ? appends : nstreams;
 
-	rc = open_store(&store, cmd, dir, OPEN_CREATE, durability);
+	rc = open_store(&store, cmd, dir, OPEN_CREATE, durability, &sa);
 	if (rc != RC_OK)
 		goto out;
 	memset(&st, 0, sizeof st);

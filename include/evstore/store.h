@@ -34,7 +34,7 @@ typedef enum evs_durability {
 	EVS_DURABILITY_NONE = 1
 } evs_durability;
 
-#define EVS_OPTIONS_VERSION 1
+#define EVS_OPTIONS_VERSION 2
 #define EVS_DEFAULT_SEGMENT_SIZE (64u * 1024 * 1024)
 #define EVS_DEFAULT_MAX_EVENT_SIZE (1u * 1024 * 1024)
 #define EVS_MIN_SEGMENT_SIZE 4096u
@@ -46,11 +46,26 @@ typedef struct evs_options {
 	evs_durability durability;
 	uint64_t segment_size;   /* bytes per segment file, >= EVS_MIN_SEGMENT_SIZE */
 	uint32_t max_event_size; /* bytes of type + metadata + data of one event */
+
+	/* Since version 2.  Event schemas: a directory of JSON Schema
+	 * (2020-12) documents named <type>.v<version>.json, read when the
+	 * store opens (a bad one fails the open with EVS_EINVAL naming the
+	 * file).  Every append then validates each event's data against the
+	 * schema of its type and schema_version; a failure is EVS_ESCHEMA with
+	 * the JSON pointer of the failing value and the rule, and nothing is
+	 * written.  A type with schemas but none for the event's version
+	 * always fails; a type with no schema at all passes unless
+	 * schema_strict is set.  schema_formats makes "format" (date-time,
+	 * uuid, email) an assertion.  NULL: no validation.  The string is
+	 * copied. */
+	const char *schema_dir;
+	int schema_strict;
+	int schema_formats;
 } evs_options;
 
 #define EVS_OPTIONS_INIT \
 	{ EVS_OPTIONS_VERSION, 0, 0, EVS_DURABILITY_SYNC, \
-	  EVS_DEFAULT_SEGMENT_SIZE, EVS_DEFAULT_MAX_EVENT_SIZE }
+	  EVS_DEFAULT_SEGMENT_SIZE, EVS_DEFAULT_MAX_EVENT_SIZE, NULL, 0, 0 }
 
 /*
  * Opens the store in directory `dir`.  With opts->create, a missing store is
