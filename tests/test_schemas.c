@@ -131,7 +131,9 @@ START_TEST(test_validates_appends)
 	ck_assert_int_eq(append1(s, "order-1", "OrderPlaced", 1, "{}"), 0);
 	evs_close(s);
 	tu_rmdir(dir);
+	free(dir);
 	tu_rmdir(sd);
+	free(sd);
 }
 END_TEST
 
@@ -156,7 +158,9 @@ START_TEST(test_formats)
 	ck_assert_uint_eq(events_in(s), 2);
 	evs_close(s);
 	tu_rmdir(dir);
+	free(dir);
 	tu_rmdir(sd);
+	free(sd);
 }
 END_TEST
 
@@ -177,22 +181,26 @@ START_TEST(test_bad_directories)
 	ck_assert_str_eq(evs_errmsg(), want);
 	ck_assert_ptr_null(s);
 	tu_rmdir(sd);
+	free(sd);
 
 	sd = schema_dir("OrderPlaced.v0.json", placed_v1, NULL);
 	ck_assert_int_eq(open_with(&s, store, sd, 0, 0), EVS_EINVAL);
 	ck_assert_ptr_nonnull(strstr(evs_errmsg(), "OrderPlaced.v0.json: the name must be"));
 	tu_rmdir(sd);
+	free(sd);
 
 	sd = schema_dir("Order Placed.v1.json", placed_v1, NULL);
 	ck_assert_int_eq(open_with(&s, store, sd, 0, 0), EVS_EINVAL);
 	ck_assert_ptr_nonnull(strstr(evs_errmsg(), "Order Placed.v1.json: "));
 	tu_rmdir(sd);
+	free(sd);
 
 	sd = schema_dir("OrderPlaced.v1.json", "{\"type\":\"object\",}", NULL);
 	ck_assert_int_eq(open_with(&s, store, sd, 0, 0), EVS_EINVAL);
 	snprintf(want, sizeof(want), "schema %s/OrderPlaced.v1.json: line 1, column ", sd);
 	ck_assert_msg(strncmp(evs_errmsg(), want, strlen(want)) == 0, "%s", evs_errmsg());
 	tu_rmdir(sd);
+	free(sd);
 
 	sd = schema_dir("OrderPlaced.v1.json",
 			"{\"properties\":{\"a\":{\"unevaluatedProperties\":false}}}", NULL);
@@ -201,11 +209,13 @@ START_TEST(test_bad_directories)
 		 "'unevaluatedProperties' at /properties/a", sd);
 	ck_assert_msg(strstr(evs_errmsg(), want) != NULL, "%s", evs_errmsg());
 	tu_rmdir(sd);
+	free(sd);
 
 	sd = schema_dir("OrderPlaced.v1.json", "{\"minimum\":\"ten\"}", NULL);
 	ck_assert_int_eq(open_with(&s, store, sd, 0, 0), EVS_EINVAL);
 	ck_assert_msg(strstr(evs_errmsg(), "OrderPlaced.v1.json") != NULL, "%s", evs_errmsg());
 	tu_rmdir(sd);
+	free(sd);
 
 	snprintf(want, sizeof(want), "%s/no-such-dir", dir);
 	ck_assert_int_eq(open_with(&s, store, want, 0, 0), EVS_EINVAL);
@@ -213,6 +223,7 @@ START_TEST(test_bad_directories)
 
 	ck_assert_int_eq(access(store, F_OK), -1);
 	tu_rmdir(dir);
+	free(dir);
 }
 END_TEST
 
@@ -235,6 +246,7 @@ START_TEST(test_options_v1)
 	ck_assert_int_eq(evs_open(&s, dir, &o), EVS_EINVAL);
 	ck_assert_str_eq(evs_errmsg(), "evs_open: options version 3, expected 1 to 2");
 	tu_rmdir(dir);
+	free(dir);
 }
 END_TEST
 
