@@ -139,8 +139,8 @@ int evs__seg_create(int *fd_out, const char *logdir, uint64_t first,
  * log/spare.tmp (zeros, fsync'ed) once the active segment is a sixteenth
  * full, paced (see zero_fill and spare_behind) so it does not stall the
  * log's fdatasyncs; a roll that finds it unfinished has it finish at full
- * speed and waits.  A roll then only writes the header, syncs it, renames the spare into
- * place and syncs the directory.  A spare of the right size left by an
+ * speed and waits.  A roll then only writes the header, syncs it, renames
+ * the spare into place and syncs the directory.  A spare of the right size left by an
  * earlier run is reused; any other is removed at open.
  */
 
