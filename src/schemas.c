@@ -187,11 +187,6 @@ int evs__schemas_load(evs__schemas **out, const char *dir, bool strict, bool for
 	return 0;
 }
 
-size_t evs__schemas_count(const evs__schemas *r)
-{
-	return r ? r->n : 0;
-}
-
 /* The first entry of `type` (of length tl), or NULL. */
 static const entry *find_type(const evs__schemas *r, const char *type, size_t tl)
 {

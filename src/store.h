@@ -114,7 +114,6 @@ typedef struct evs__schemas evs__schemas;
  * file that is misnamed, does not parse or does not compile. */
 int evs__schemas_load(evs__schemas **out, const char *dir, bool strict, bool formats);
 void evs__schemas_free(evs__schemas *r);
-size_t evs__schemas_count(const evs__schemas *r);
 /* Checks event `index` (from 1) of an append to `stream`: 0, or
  * EVS_ESCHEMA (EVS_EINVAL for data that does not parse) with a message
  * naming stream, event, type, version, the JSON pointer and the rule. */

@@ -523,8 +523,9 @@ printf '%s' '{"type":"object","required":["total"],"properties":{"total":{"type"
 SS=$TMP/schema-store
 run append "$SS" order-1 --schemas "$SD" --type OrderPlaced '{"total":5}'
 err "schemas: no store yet" 1 "evstore: append: cannot open store '$SS'"
-run init "$SS"
-eq "schemas: init" 0 "$RC"
+run generate "$SS" --events 0 --schemas "$SD"
+eq "generate 0 events into a new store: exit status" 0 "$RC"
+has "generate 0 events into a new store: summary" '{"events":0,"streams":0,"appends":0,' "$OUT"
 run append "$SS" order-1 --schemas "$SD" --type OrderPlaced '{"total":5}'
 eq "schemas: valid event" 0 "$RC"
 BEFORE_SCHEMA=$(snapshot "$SS")
