@@ -4,11 +4,13 @@
  *
  *   evstore/common.h  error codes, evs_errmsg(), evs_free()
  *   evstore/store.h   open, append, read, verify
+ *   evstore/handle.h  command handling: deciders and evs_handle
  */
 #ifndef EVSTORE_H
 #define EVSTORE_H
 
 #include "evstore/common.h"
 #include "evstore/store.h"
+#include "evstore/handle.h"
 
 #endif

@@ -2606,6 +2606,7 @@ START_TEST(test_error_names)
 		{ EVS_ENOMEM, -11, "ENOMEM", "out of memory" },
 		{ EVS_ENOSPC, -12, "ENOSPC", "no space left on device" },
 		{ EVS_EREADONLY, -13, "EREADONLY", "store is open read-only" },
+		{ EVS_EREJECTED, -14, "EREJECTED", "command rejected" },
 	};
 	const size_t n = sizeof(codes) / sizeof(codes[0]);
 	size_t listed = 0;

@@ -42,14 +42,15 @@ extern "C" {
 	X(ETIMEOUT, -10, "timed out")                                   \
 	X(ENOMEM, -11, "out of memory")                                 \
 	X(ENOSPC, -12, "no space left on device")                       \
-	X(EREADONLY, -13, "store is open read-only")
+	X(EREADONLY, -13, "store is open read-only")                    \
+	X(EREJECTED, -14, "command rejected")
 
 enum evs_error {
 	EVS_OK = 0,
 #define EVS__ERRENUM(name, value, text) EVS_##name = value,
 	EVS_ERRORS(EVS__ERRENUM)
 #undef EVS__ERRENUM
-	EVS__ERRMIN = -13
+	EVS__ERRMIN = -14
 };
 
 /* Short, static description of an error code ("wrong expected version"). */
