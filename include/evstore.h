@@ -5,6 +5,7 @@
  *   evstore/common.h  error codes, evs_errmsg(), evs_free()
  *   evstore/store.h   open, append, read, verify
  *   evstore/handle.h  command handling: deciders and evs_handle
+ *   evstore/upcast.h  versioned events: upcasters, evs_upcast
  */
 #ifndef EVSTORE_H
 #define EVSTORE_H
@@ -12,5 +13,6 @@
 #include "evstore/common.h"
 #include "evstore/store.h"
 #include "evstore/handle.h"
+#include "evstore/upcast.h"
 
 #endif

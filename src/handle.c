@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "evstore/handle.h"
+#include "evstore/upcast.h"
 #include "store.h"
 
 #define DEFAULT_ATTEMPTS 10
@@ -172,6 +173,7 @@ static void json_text_free(char *text)
 /* ---- loading the state ---- */
 
 typedef struct loader {
+	evs_store *s;
 	const evs_decider *d;
 	const char *stream;
 	json_t *state;          /* owned */
@@ -182,15 +184,12 @@ typedef struct loader {
 static int load_event(const evs_event *ev, void *ctx)
 {
 	loader *l = ctx;
-	json_error_t jerr;
-	json_t *data = json_loadb(ev->data, ev->data_len, 0, &jerr);
+	evs_event up = *ev;
+	json_t *data;
 
-	if (!data) {
-		l->rc = evs__err(EVS_ECORRUPT, "stream '%s' version %" PRIu64 ": stored data "
-				 "does not parse: %s", l->stream, ev->version, jerr.text);
+	if ((l->rc = evs_upcast(l->s, ev, &data, &up.schema_version)) != 0)
 		return 1;
-	}
-	l->state = l->d->evolve(l->d->ctx, l->state, ev, data);
+	l->state = l->d->evolve(l->d->ctx, l->state, &up, data);
 	json_decref(data);
 	if (!l->state) {
 		l->rc = evs__err(EVS_EINVAL, "decider '%s': evolve returned NULL for stream '%s' "
@@ -411,6 +410,7 @@ int evs_handle(evs_store *s, const evs_decider *dec, const char *stream,
 		return evs__err(EVS_ENOMEM, "out of memory handling a command on '%s'", stream);
 
 	memset(&l, 0, sizeof(l));
+	l.s = s;
 	l.d = dec;
 	l.stream = stream;
 	if (!(l.state = dec->initial(dec->ctx))) {

@@ -814,9 +814,11 @@ int evs_open(evs_store **out, const char *dir, const evs_options *opts)
 		return evs__err(EVS_ENOMEM, "out of memory opening %s", dir);
 	}
 	sprintf(s->logdir, "%s/log", dir);
-	if (opts->version >= 2 && opts->schema_dir &&
-	    (rc = evs__schemas_load(&s->schemas, opts->schema_dir, opts->schema_strict != 0,
-				    opts->schema_formats != 0)) != 0) {
+	if ((rc = evs__upcasters_new(&s->upcasters)) != 0 ||
+	    (opts->version >= 2 && opts->schema_dir &&
+	     ((rc = evs__schemas_load(&s->schemas, opts->schema_dir, opts->schema_strict != 0,
+				      opts->schema_formats != 0)) != 0 ||
+	      (rc = evs__upcasters_load_dir(s->upcasters, opts->schema_dir)) != 0))) {
 		evs_close(s);
 		return rc;
 	}
@@ -944,6 +946,7 @@ void evs_close(evs_store *s)
 	pthread_mutex_destroy(&s->pool_mu);
 	evs__free(s->zeros);
 	evs__schemas_free(s->schemas);
+	evs__upcasters_free(s->upcasters);
 	evs__free(s->dir);
 	evs__free(s->logdir);
 	evs__free(s);

@@ -121,6 +121,16 @@ int evs__schemas_check(const evs__schemas *r, const char *stream, size_t index,
 		       const char *type, size_t tl, uint32_t version,
 		       const char *data, size_t dl);
 
+/* ---- upcast.c ---- */
+
+typedef struct evs__upcasters evs__upcasters;
+int evs__upcasters_new(evs__upcasters **out);
+void evs__upcasters_free(evs__upcasters *r);
+/* Adds every <type>.v<k>-v<k+1>.sql of dir; EVS_EINVAL naming a bad one. */
+int evs__upcasters_load_dir(evs__upcasters *r, const char *dir);
+/* Stands for the set of upcasters (types, versions, expressions). */
+uint64_t evs__upcasters_hash(evs__upcasters *r);
+
 /* ---- the store ---- */
 
 typedef struct evs__head {
@@ -157,6 +167,7 @@ struct evs_store {
 	char *logdir;
 	evs_options opts;
 	evs__schemas *schemas;  /* NULL without opts.schema_dir */
+	evs__upcasters *upcasters;
 	bool read_only;
 	int lock_fd;
 

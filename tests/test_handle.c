@@ -82,7 +82,7 @@ static int c_decide(void *ctx, const json_t *state, const json_t *cmd, evs_decis
 
 static evs_decider decider(counter *c)
 {
-	evs_decider d = { EVS_DECIDER_VERSION, "counter", 1, c, c_initial, c_evolve, c_decide };
+	evs_decider d = { EVS_DECIDER_VERSION, "counter", 1, c, c_initial, c_evolve, c_decide, 0 };
 	return d;
 }
 

@@ -64,7 +64,9 @@ typedef struct evs_decider {
 
 	/* The state of a stream without events (new reference). */
 	json_t *(*initial)(void *ctx);
-	/* Folds one event into the state; see the ownership rules above. */
+	/* Folds one event into the state; see the ownership rules above.
+	 * The event comes upcast (evstore/upcast.h): `data` is at the newest
+	 * version, and event->schema_version says which. */
 	json_t *(*evolve)(void *ctx, json_t *state, const evs_event *event,
 			  const json_t *data);
 	/* Decides: 0 with events emitted (none is fine: nothing is appended),
@@ -72,6 +74,16 @@ typedef struct evs_decider {
 	 * that error (set a message with evs_errmsg's conventions if useful). */
 	int (*decide)(void *ctx, const json_t *state, const json_t *command,
 		      evs_decision *decision);
+
+	/*
+	 * Snapshots: every this many events of a stream (0: never), its state
+	 * is saved in the index, with the stream version, state_version and a
+	 * hash of the store's upcasters; loading starts from the latest
+	 * snapshot whose state_version and hash match, else from the first
+	 * event (and writes a new snapshot).  Snapshots only save work:
+	 * losing or damaging them changes no result.
+	 */
+	uint32_t snapshot_every;
 } evs_decider;
 
 #define EVS_HANDLE_OPTIONS_VERSION 1
