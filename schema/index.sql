@@ -39,6 +39,18 @@ CREATE TABLE IF NOT EXISTS event_ids (
     position INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- Decider states saved by evs_handle every N events of a stream: derived
+-- data like everything here, used only when state_version and the hash of
+-- the upcasters match, and dropped whole whenever the index is cut back.
+CREATE TABLE IF NOT EXISTS snapshots (
+    stream        TEXT PRIMARY KEY,
+    version       INTEGER NOT NULL,
+    state_version INTEGER NOT NULL,
+    upcasters     INTEGER NOT NULL,
+    state         TEXT NOT NULL,
+    created_us    INTEGER NOT NULL
+) WITHOUT ROWID;
+
 -- The "indexed to" mark is the last batch row itself: position + count - 1
 -- of the highest position.  It is committed in the same transaction as the
 -- rows it covers by construction, and costs no extra page write.

@@ -215,6 +215,56 @@ static int load(evs_store *s, loader *l)
 	return rc;
 }
 
+/* ---- snapshots ----
+ *
+ * Only ever a saving: a snapshot that is missing, unreadable, taken under
+ * another state_version or other upcasters, or past the stream's end, is
+ * ignored and the state folded from the events.  Errors reading one are
+ * swallowed for the same reason (the events are read next anyway, and
+ * report their own errors).  New ones go to the indexer thread, which
+ * writes them in its next transaction.
+ */
+
+/* Starts l from the stream's snapshot if one fits; its version, or 0.
+ * *unfit: there is one, not used. */
+static uint64_t from_snapshot(evs_store *s, loader *l, uint64_t hash, bool *unfit)
+{
+	evs__snapshot snap = { 0, 0, 0, NULL, false };
+	evs_stream_info info;
+	evs__ix *ix;
+	uint64_t head, v = 0;
+	json_t *state = NULL;
+	int rc;
+
+	if (evs__store_read_begin(s, &ix, &head) != 0) {
+		evs__err_clear();
+		return 0;
+	}
+	rc = evs__ix_get_snapshot(ix, l->stream, &snap);
+	evs__store_ix_put(s, ix);
+	if (rc == 0 && snap.state_version == l->d->state_version && snap.upcasters == hash &&
+	    evs_stream_info_get(&info, s, l->stream) == 0 && snap.version <= info.last_version &&
+	    (state = json_loads(snap.state, 0, NULL)) != NULL) {
+		json_decref(l->state);
+		l->state = state;
+		l->version = v = snap.version;
+	}
+	*unfit = rc == 0 && v == 0;
+	evs__free(snap.state);
+	evs__err_clear();
+	return v;
+}
+
+static void save_snapshot(evs_store *s, const loader *l, uint64_t hash, bool replace)
+{
+	char *text = json_dumps(l->state, JSON_COMPACT);
+	evs__snapshot snap = { l->version, l->d->state_version, hash, text, replace };
+
+	if (text)
+		evs__indexer_push_snapshot(s, l->stream, &snap);
+	json_text_free(text);
+}
+
 /* ---- a command handled before ---- */
 
 typedef struct found {
@@ -374,11 +424,14 @@ int evs_handle(evs_store *s, const evs_decider *dec, const char *stream,
 	evs_handle_options o = EVS_HANDLE_OPTIONS_INIT;
 	evs_handle_result res;
 	loader l;
+	uint64_t hash = 0, snap_version = 0;
+	bool snap_unfit = false;
 	char *meta = NULL;
 	size_t sl, cl;
 	int rc = 0, max;
 
 	evs__err_clear();
+	memset(&l, 0, sizeof(l));
 	memset(&res, 0, sizeof(res));
 	if (out)
 		memset(out, 0, sizeof(*out));
@@ -416,6 +469,10 @@ int evs_handle(evs_store *s, const evs_decider *dec, const char *stream,
 	if (!(l.state = dec->initial(dec->ctx))) {
 		rc = evs__err(EVS_EINVAL, "decider '%s': initial() returned NULL", dec->category);
 		goto out;
+	}
+	if (dec->snapshot_every) {
+		hash = evs__upcasters_hash(s->upcasters);
+		snap_version = from_snapshot(s, &l, hash, &snap_unfit);
 	}
 	for (;;) {
 		evs_decision d;
@@ -478,9 +535,67 @@ int evs_handle(evs_store *s, const evs_decider *dec, const char *stream,
 		backoff(o.backoff_us ? o.backoff_us : DEFAULT_BACKOFF_US, res.attempts);
 	}
 out:
+	/* A new snapshot when the stream has passed a multiple of
+	 * snapshot_every since the one used (or when none fitted). */
+	if (dec->snapshot_every && l.state && (rc == 0 || rc == EVS_EREJECTED) &&
+	    !res.idempotent && res.stream_version >= dec->snapshot_every &&
+	    res.stream_version / dec->snapshot_every > snap_version / dec->snapshot_every) {
+		int keep = rc;
+		if (load(s, &l) == 0)
+			save_snapshot(s, &l, hash, snap_unfit);
+		rc = keep;
+		if (rc == EVS_EREJECTED)
+			evs__err(rc, "stream '%s': command rejected at version %" PRIu64 ": %s%s%s",
+				 stream, res.stream_version, res.code, res.reason[0] ? ": " : "",
+				 res.reason);
+		else
+			evs__err_clear();
+	}
 	json_decref(l.state);
 	json_text_free(meta);
 	if (out)
 		*out = res;
 	return rc;
+}
+
+int evs_snapshot_take(evs_store *s, const evs_decider *dec, const char *stream,
+		      uint64_t *version_out)
+{
+	loader l;
+	size_t sl;
+	int rc;
+
+	evs__err_clear();
+	if (version_out)
+		*version_out = 0;
+	if (!s || !dec || !dec->initial || !dec->evolve)
+		return evs__err(EVS_EINVAL, "evs_snapshot_take: NULL argument");
+	if ((rc = evs__check_stream_name(stream, &sl)) != 0)
+		return rc;
+	memset(&l, 0, sizeof(l));
+	l.s = s;
+	l.d = dec;
+	l.stream = stream;
+	if (!(l.state = dec->initial(dec->ctx)))
+		return evs__err(EVS_EINVAL, "decider '%s': initial() returned NULL", dec->category);
+	rc = load(s, &l);
+	if (rc == 0 && l.version == 0)
+		rc = evs__err(EVS_ENOTFOUND, "stream '%s' not found", stream);
+	if (rc == 0) {
+		save_snapshot(s, &l, evs__upcasters_hash(s->upcasters), true);
+		if (version_out)
+			*version_out = l.version;
+	}
+	json_decref(l.state);
+	return rc;
+}
+
+int evs_snapshots_drop(evs_store *s)
+{
+	evs__err_clear();
+	if (!s)
+		return evs__err(EVS_EINVAL, "evs_snapshots_drop: no store");
+	if (s->read_only)
+		return evs__err(EVS_EREADONLY, "store %s is open read-only", s->dir);
+	return evs__indexer_push_snapshot(s, NULL, NULL);
 }

@@ -26,6 +26,7 @@ enum {
 	Q_INS_ID, Q_FIND_ID, Q_LAST_BATCH, Q_BATCH_AT, Q_STREAM,
 	Q_FWD_START, Q_FWD, Q_BWD, Q_EACH_STREAM, Q_LIST_STREAMS,
 	Q_LIST_STREAMS_AFTER, Q_CATEGORIES, Q_COUNTS, Q_ENDS, Q_MAX_ID,
+	Q_GET_SNAP, Q_PUT_SNAP, Q_REPLACE_SNAP, Q_CLEAR_SNAPS,
 	Q__COUNT
 };
 
@@ -69,6 +70,21 @@ static const char *const sql[Q__COUNT] = {
 	[Q_COUNTS] = "SELECT (SELECT count(*) FROM streams), count(*), "
 		     "coalesce(sum(length), 0) FROM batches",
 	[Q_MAX_ID] = "SELECT max(id) FROM event_ids",
+	[Q_GET_SNAP] = "SELECT version, state_version, upcasters, state FROM snapshots "
+		       "WHERE stream = ?1",
+	/* a snapshot never replaces a later one made under the same rules
+	 * (handlers of one stream may finish out of order) */
+	[Q_PUT_SNAP] = "INSERT INTO snapshots (stream, version, state_version, upcasters, "
+		       "state, created_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+		       "ON CONFLICT (stream) DO UPDATE SET version = excluded.version, "
+		       "state_version = excluded.state_version, upcasters = excluded.upcasters, "
+		       "state = excluded.state, created_us = excluded.created_us "
+		       "WHERE excluded.version >= snapshots.version "
+		       "OR excluded.state_version != snapshots.state_version "
+		       "OR excluded.upcasters != snapshots.upcasters",
+	[Q_REPLACE_SNAP] = "INSERT OR REPLACE INTO snapshots (stream, version, state_version, "
+			   "upcasters, state, created_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[Q_CLEAR_SNAPS] = "DELETE FROM snapshots",
 	[Q_ENDS] = "SELECT (SELECT position FROM batches WHERE stream_id = ?1 "
 		   "ORDER BY first_version LIMIT 1), (SELECT position + count - 1 "
 		   "FROM batches WHERE stream_id = ?1 ORDER BY first_version DESC LIMIT 1)",
@@ -353,6 +369,7 @@ int evs__ix_truncate_after(evs__ix *ix, uint64_t position)
 	snprintf(q, sizeof(q),
 		 "DELETE FROM batches WHERE position > %llu;"
 		 "DELETE FROM event_ids WHERE position > %llu;"
+		 "DELETE FROM snapshots;"
 		 "DELETE FROM streams WHERE NOT EXISTS "
 		 "(SELECT 1 FROM batches WHERE stream_id = streams.id);",
 		 (unsigned long long)position, (unsigned long long)position);
@@ -360,6 +377,60 @@ int evs__ix_truncate_after(evs__ix *ix, uint64_t position)
 	if (rc != SQLITE_OK)
 		return ix_err(ix, rc, "truncate");
 	return 0;
+}
+
+int evs__ix_get_snapshot(evs__ix *ix, const char *stream, evs__snapshot *out)
+{
+	sqlite3_stmt *st = stmt(ix, Q_GET_SNAP);
+	int rc;
+
+	if (!st)
+		return EVS_EIO;
+	sqlite3_bind_text(st, 1, stream, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const char *t = (const char *)sqlite3_column_text(st, 3);
+		out->version = (uint64_t)sqlite3_column_int64(st, 0);
+		out->state_version = (uint32_t)sqlite3_column_int64(st, 1);
+		out->upcasters = (uint64_t)sqlite3_column_int64(st, 2);
+		out->state = evs__strdup(t ? t : "");
+		if (!out->state) {
+			sqlite3_reset(st);
+			return evs__err(EVS_ENOMEM, "out of memory reading a snapshot");
+		}
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (rc == SQLITE_DONE)
+		return EVS_ENOTFOUND;
+	return ix_err(ix, rc, "read snapshot");
+}
+
+int evs__ix_put_snapshot(evs__ix *ix, const char *stream, const evs__snapshot *snap,
+			 int64_t created_us)
+{
+	sqlite3_stmt *st = stmt(ix, snap->replace ? Q_REPLACE_SNAP : Q_PUT_SNAP);
+
+	if (!st)
+		return EVS_EIO;
+	sqlite3_bind_text(st, 1, stream, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (int64_t)snap->version);
+	sqlite3_bind_int64(st, 3, (int64_t)snap->state_version);
+	sqlite3_bind_int64(st, 4, (int64_t)snap->upcasters);
+	sqlite3_bind_text(st, 5, snap->state, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, created_us);
+	return run(ix, st, "write snapshot");
+}
+
+int evs__ix_clear_snapshots(evs__ix *ix)
+{
+	sqlite3_stmt *st = stmt(ix, Q_CLEAR_SNAPS);
+
+	if (!st)
+		return EVS_EIO;
+	return run(ix, st, "drop snapshots");
 }
 
 int evs__ix_each_stream(evs__ix *ix, evs__ix_stream_cb cb, void *ctx)

@@ -100,6 +100,25 @@ void evs__pgroup_add(evs__pgroup *g, const evs__batch_ref *ref, int64_t created_
 	g->last_position = ref->position + ref->count - 1;
 }
 
+/* A snapshot waiting for the indexer's next transaction; no stream means
+ * "drop every snapshot". */
+struct evs__snapq {
+	evs__snapq *next;
+	evs__snapshot snap;
+	int64_t created_us;
+	char stream[];
+};
+
+static void snaps_free(evs__snapq *q)
+{
+	while (q) {
+		evs__snapq *next = q->next;
+		evs__free(q->snap.state);
+		evs__free(q);
+		q = next;
+	}
+}
+
 static void groups_free(evs__pgroup *g)
 {
 	while (g) {
@@ -109,7 +128,7 @@ static void groups_free(evs__pgroup *g)
 	}
 }
 
-static int index_groups(evs_store *s, evs__pgroup *g)
+static int index_groups(evs_store *s, evs__pgroup *g, const evs__snapq *q)
 {
 	int rc = evs__ix_begin(s->wix, true);
 
@@ -125,6 +144,9 @@ static int index_groups(evs_store *s, evs__pgroup *g)
 				rc = evs__ix_put_id(s->wix, e->ids + 16 * i, e->ref.position + i);
 		}
 	}
+	for (; q && !rc; q = q->next)
+		rc = q->stream[0] ? evs__ix_put_snapshot(s->wix, q->stream, &q->snap, q->created_us)
+				  : evs__ix_clear_snapshots(s->wix);
 	if (!rc)
 		rc = evs__ix_commit(s->wix);
 	if (rc)
@@ -139,12 +161,13 @@ static void *indexer_main(void *arg)
 	pthread_mutex_lock(&s->ix_mu);
 	for (;;) {
 		evs__pgroup *work, *last;
+		evs__snapq *snaps;
 		int rc;
 
 		s->ix_idle = IX_IDLE;
-		while (!s->pq_head && !s->ix_stop)
+		while (!s->pq_head && !s->sq_head && !s->ix_stop)
 			pthread_cond_wait(&s->ix_work, &s->ix_mu);
-		if (!s->pq_head)
+		if (!s->pq_head && !s->sq_head)
 			break;
 		s->ix_idle = IX_GATHERING;
 		if (!s->ix_stop && !s->ix_waiters && s->pq_batches < INDEX_BATCHES) {
@@ -162,14 +185,16 @@ static void *indexer_main(void *arg)
 		s->ix_idle = IX_BUSY;
 		work = s->pq_head;
 		last = s->pq_tail;
+		snaps = s->sq_head;
 		s->pq_head = s->pq_tail = NULL;
+		s->sq_head = s->sq_tail = NULL;
 		s->pq_batches = 0;
 		s->pq_events = 0;
 		rc = s->ix_failed;
 		pthread_mutex_unlock(&s->ix_mu);
 
 		if (!rc)
-			rc = index_groups(s, work);
+			rc = index_groups(s, work, snaps);
 
 		pthread_mutex_lock(&s->ix_mu);
 		if (rc) {
@@ -179,12 +204,13 @@ static void *indexer_main(void *arg)
 			}
 			int expected = 0;
 			atomic_compare_exchange_strong(&s->failed, &expected, rc);
-		} else {
+		} else if (last) {
 			atomic_store(&s->indexed, last->last_position);
 		}
 		pthread_cond_broadcast(&s->ix_done);
 		pthread_mutex_unlock(&s->ix_mu);
 		groups_free(work);
+		snaps_free(snaps);
 		pthread_mutex_lock(&s->ix_mu);
 	}
 	pthread_mutex_unlock(&s->ix_mu);
@@ -224,6 +250,8 @@ void evs__indexer_stop(evs_store *s)
 	}
 	groups_free(s->pq_head);
 	s->pq_head = s->pq_tail = NULL;
+	snaps_free(s->sq_head);
+	s->sq_head = s->sq_tail = NULL;
 	pthread_mutex_destroy(&s->ix_mu);
 	pthread_cond_destroy(&s->ix_work);
 	pthread_cond_destroy(&s->ix_done);
@@ -259,6 +287,37 @@ int evs__indexer_push(evs_store *s, evs__pgroup *g, uint64_t acked)
 		pthread_cond_signal(&s->ix_work);
 	pthread_mutex_unlock(&s->ix_mu);
 	return rc;
+}
+
+int evs__indexer_push_snapshot(evs_store *s, const char *stream, const evs__snapshot *snap)
+{
+	size_t sl = stream ? strlen(stream) : 0;
+	evs__snapq *q;
+
+	if (!s->ix_running)
+		return 0; /* read-only: snapshots are only ever a saving */
+	q = evs__calloc(1, sizeof(*q) + sl + 1);
+	if (!q)
+		return evs__err(EVS_ENOMEM, "out of memory saving a snapshot");
+	if (stream) {
+		memcpy(q->stream, stream, sl + 1);
+		q->snap = *snap;
+		if (!(q->snap.state = evs__strdup(snap->state))) {
+			evs__free(q);
+			return evs__err(EVS_ENOMEM, "out of memory saving a snapshot");
+		}
+		q->created_us = evs__now_us();
+	}
+	pthread_mutex_lock(&s->ix_mu);
+	if (s->sq_tail)
+		s->sq_tail->next = q;
+	else
+		s->sq_head = q;
+	s->sq_tail = q;
+	if (s->ix_idle == IX_IDLE)
+		pthread_cond_signal(&s->ix_work);
+	pthread_mutex_unlock(&s->ix_mu);
+	return 0;
 }
 
 int evs__indexer_wait(evs_store *s, uint64_t target)

@@ -77,6 +77,22 @@ int evs__ix_counts(evs__ix *ix, uint64_t *streams, uint64_t *batches,
 		   uint64_t *log_bytes);
 /* The greatest stored event id, or all zeros when there is none. */
 int evs__ix_max_id(evs__ix *ix, uint8_t out[16]);
+
+/* A stream's saved decider state (handle.c); state is a new string. */
+typedef struct evs__snapshot {
+	uint64_t version;       /* the stream version it folds */
+	uint32_t state_version; /* the decider's */
+	uint64_t upcasters;     /* evs__upcasters_hash when it was taken */
+	char *state;            /* JSON text */
+	bool replace;           /* put: over any snapshot there (one found unfit) */
+} evs__snapshot;
+/* 0, EVS_ENOTFOUND, or an error. */
+int evs__ix_get_snapshot(evs__ix *ix, const char *stream, evs__snapshot *out);
+/* Saves it unless a later one (same state version and upcasters) is there,
+ * or in any case with snap->replace. */
+int evs__ix_put_snapshot(evs__ix *ix, const char *stream, const evs__snapshot *snap,
+			 int64_t created_us);
+int evs__ix_clear_snapshots(evs__ix *ix);
 int evs__ix_stream_ends(evs__ix *ix, int64_t stream_id, uint64_t *first, uint64_t *last);
 
 /* ---- segment.c ---- */
@@ -161,6 +177,7 @@ typedef struct evs__pid {
 
 typedef struct evs__req evs__req;
 typedef struct evs__pgroup evs__pgroup;
+typedef struct evs__snapq evs__snapq;
 
 struct evs_store {
 	char *dir;
@@ -213,6 +230,7 @@ struct evs_store {
 	pthread_mutex_t ix_mu;
 	pthread_cond_t ix_work, ix_done;
 	evs__pgroup *pq_head, *pq_tail;
+	evs__snapq *sq_head, *sq_tail; /* snapshots to write (handle.c) */
 	size_t pq_batches, pq_events;
 	int ix_failed;
 	int ix_waiters;         /* threads waiting for the index: no delay */
@@ -265,6 +283,10 @@ void evs__indexer_stop(evs_store *s);
 /* Queues a durable group for the index and publishes `acked` as the
  * acknowledged head.  Takes ownership of g. */
 int evs__indexer_push(evs_store *s, evs__pgroup *g, uint64_t acked);
+/* Queues a snapshot (copied) for the indexer's next transaction; with no
+ * stream, drops every snapshot there instead.  Nothing on a read-only
+ * store. */
+int evs__indexer_push_snapshot(evs_store *s, const char *stream, const evs__snapshot *snap);
 /* Waits until the index holds every position up to target. */
 int evs__indexer_wait(evs_store *s, uint64_t target);
 int evs__shared_map(evs_store *s, int fd, bool writer);

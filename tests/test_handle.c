@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sqlite3.h>
+
 #include "testutil.h"
 
 /*
@@ -20,6 +22,7 @@ typedef struct counter {
 	evs_store *store;
 	int interfere;          /* this many decides append behind our back */
 	int decides;
+	int evolves;
 } counter;
 
 static json_t *c_initial(void *ctx)
@@ -30,7 +33,9 @@ static json_t *c_initial(void *ctx)
 
 static json_t *c_evolve(void *ctx, json_t *state, const evs_event *ev, const json_t *data)
 {
-	(void)ctx;
+	counter *c = ctx;
+
+	__atomic_add_fetch(&c->evolves, 1, __ATOMIC_SEQ_CST);
 	if (ev->type_len == 6 && memcmp(ev->type, "Poison", 6) == 0) {
 		json_decref(state);
 		return NULL;
@@ -127,7 +132,7 @@ START_TEST(test_round_trip)
 {
 	char *dir = tu_mkdtemp();
 	evs_store *s = tu_open(dir, 0, 0);
-	counter c = { s, 0, 0 };
+	counter c = { s, 0, 0, 0 };
 	evs_handle_result r;
 
 	for (int k = 1; k <= 3; k++) {
@@ -182,7 +187,7 @@ START_TEST(test_metadata)
 {
 	char *dir = tu_mkdtemp();
 	evs_store *s = tu_open(dir, 0, 0);
-	counter c = { s, 0, 0 };
+	counter c = { s, 0, 0, 0 };
 	evs_handle_options o = EVS_HANDLE_OPTIONS_INIT;
 	evs_handle_result r;
 	json_t *m = NULL, *want;
@@ -222,7 +227,7 @@ START_TEST(test_idempotent)
 {
 	char *dir = tu_mkdtemp(), *dir2 = tu_mkdtemp();
 	evs_store *s = tu_open(dir, 0, 0), *s2 = tu_open(dir2, 0, 0);
-	counter c = { s, 0, 0 }, c2 = { s2, 0, 0 };
+	counter c = { s, 0, 0, 0 }, c2 = { s2, 0, 0, 0 };
 	evs_handle_options o = EVS_HANDLE_OPTIONS_INIT;
 	evs_handle_result r, r2;
 	uint8_t id1[16], id2[16];
@@ -270,7 +275,7 @@ START_TEST(test_conflict_retry)
 {
 	char *dir = tu_mkdtemp();
 	evs_store *s = tu_open(dir, 0, 0);
-	counter c = { s, 1, 0 };
+	counter c = { s, 1, 0, 0 };
 	evs_handle_options o = EVS_HANDLE_OPTIONS_INIT;
 	evs_handle_result r;
 
@@ -337,7 +342,7 @@ START_TEST(test_race)
 {
 	char *dir = tu_mkdtemp();
 	evs_store *s = tu_open(dir, 0, 0);
-	counter c = { s, 0, 0 };
+	counter c = { s, 0, 0, 0 };
 	racer r[RACERS];
 	pthread_t th[RACERS];
 	uint8_t seen[RACERS * RACE_COMMANDS + 1] = { 0 };
@@ -374,7 +379,7 @@ START_TEST(test_errors)
 {
 	char *dir = tu_mkdtemp();
 	evs_store *s = tu_open(dir, 0, 0);
-	counter c = { s, 0, 0 };
+	counter c = { s, 0, 0, 0 };
 	evs_decider d = decider(&c);
 	evs_handle_options o = EVS_HANDLE_OPTIONS_INIT;
 	evs_handle_result r;
@@ -428,7 +433,7 @@ START_TEST(test_schemas)
 	char *dir = tu_mkdtemp(), *sd = tu_mkdtemp(), path[4200];
 	const char *schema = "{\"type\":\"object\",\"required\":[\"k\"],"
 			     "\"properties\":{\"k\":{\"type\":\"integer\"}}}";
-	counter c = { NULL, 0, 0 };
+	counter c = { NULL, 0, 0, 0 };
 	evs_options opts = EVS_OPTIONS_INIT;
 	evs_handle_result r;
 	evs_store *s;
@@ -453,6 +458,148 @@ START_TEST(test_schemas)
 }
 END_TEST
 
+/* ---- snapshots ---- */
+
+static void index_exec(const char *dir, const char *q)
+{
+	char path[4200];
+	sqlite3 *db;
+
+	snprintf(path, sizeof(path), "%s/index.db", dir);
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_msg(sqlite3_exec(db, q, NULL, NULL, NULL) == SQLITE_OK, "%s", sqlite3_errmsg(db));
+	sqlite3_close(db);
+}
+
+/* "version state_version state" of the stream's snapshot, or "none". */
+static void snapshot_row(const char *dir, const char *stream, char *out, size_t size)
+{
+	char path[4200];
+	sqlite3 *db;
+	sqlite3_stmt *st;
+
+	snprintf(path, sizeof(path), "%s/index.db", dir);
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT version, state_version, state FROM "
+					    "snapshots WHERE stream = ?1", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, stream, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		snprintf(out, size, "%lld %lld %s", sqlite3_column_int64(st, 0),
+			 sqlite3_column_int64(st, 1), (const char *)sqlite3_column_text(st, 2));
+	else
+		snprintf(out, size, "none");
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+static int handle_snap(evs_store *s, counter *c, uint32_t state_version, const char *cmd_text,
+		       evs_handle_result *r)
+{
+	evs_decider d = decider(c);
+	json_t *cmd = json_loads(cmd_text, 0, NULL);
+	int rc;
+
+	d.snapshot_every = 3;
+	d.state_version = state_version;
+	json_object_set_new(cmd, "stream", json_string("counter-1"));
+	rc = evs_handle(s, &d, "counter-1", cmd, NULL, r);
+	json_decref(cmd);
+	return rc;
+}
+
+START_TEST(test_snapshots)
+{
+	char *dir = tu_mkdtemp(), row[512];
+	evs_store *s = tu_open(dir, 0, 0);
+	counter c = { s, 0, 0, 0 };
+	evs_decider d = decider(&c);
+	evs_handle_result r;
+	uint64_t v;
+
+	/* taken when the stream reaches a multiple of 3 */
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(handle_snap(s, &c, 1, "{\"add\":1}", &r), 0);
+	evs_close(s);
+	snapshot_row(dir, "counter-1", row, sizeof(row));
+	ck_assert_str_eq(row, "none");
+	s = tu_open(dir, 0, 0);
+	c.store = s;
+	ck_assert_int_eq(handle_snap(s, &c, 1, "{\"add\":1}", &r), 0);
+	evs_close(s);
+	snapshot_row(dir, "counter-1", row, sizeof(row));
+	ck_assert_str_eq(row, "3 1 {\"count\":3}");
+
+	/* used: no event is folded, and the state is the snapshot's */
+	index_exec(dir, "UPDATE snapshots SET state = '{\"count\":5}'");
+	s = tu_open(dir, 0, 0);
+	c.store = s;
+	c.evolves = 0;
+	ck_assert_int_eq(handle_snap(s, &c, 1, "{\"add\":6}", &r), EVS_EREJECTED);
+	ck_assert_str_eq(r.reason, "5 + 6 is over 10");
+	ck_assert_int_eq(c.evolves, 0);
+	/* one event after it: folded on top */
+	ck_assert_int_eq(handle_snap(s, &c, 1, "{\"add\":1}", &r), 0);
+	ck_assert_int_eq(handle_snap(s, &c, 1, "{\"add\":6}", &r), EVS_EREJECTED);
+	ck_assert_str_eq(r.reason, "6 + 6 is over 10");
+	ck_assert_int_eq(c.evolves, 1);
+	evs_close(s);
+
+	/* damaged, missing, of another state version or other upcasters:
+	 * ignored, the truth is folded from the events, and a new snapshot
+	 * is written */
+	static const char *const breakers[] = {
+		"UPDATE snapshots SET state = 'garbage{'",
+		"DELETE FROM snapshots",
+		"UPDATE snapshots SET version = 99",
+		"UPDATE snapshots SET state_version = 7",
+		"UPDATE snapshots SET upcasters = upcasters + 1",
+	};
+	for (size_t i = 0; i < sizeof(breakers) / sizeof(breakers[0]); i++) {
+		index_exec(dir, "UPDATE snapshots SET state = '{\"count\":5}'");
+		index_exec(dir, breakers[i]);
+		s = tu_open(dir, 0, 0);
+		c.store = s;
+		c.evolves = 0;
+		ck_assert_int_eq(handle_snap(s, &c, 1, "{\"add\":7}", &r), EVS_EREJECTED);
+		ck_assert_msg(strcmp(r.reason, "4 + 7 is over 10") == 0, "%s: %s", breakers[i],
+			      r.reason);
+		ck_assert_int_eq(c.evolves, 4);
+		evs_close(s);
+		snapshot_row(dir, "counter-1", row, sizeof(row));
+		ck_assert_msg(strcmp(row, "4 1 {\"count\":4}") == 0, "%s: %s", breakers[i], row);
+	}
+
+	/* a new state version: not used, replaced */
+	s = tu_open(dir, 0, 0);
+	c.store = s;
+	c.evolves = 0;
+	ck_assert_int_eq(handle_snap(s, &c, 2, "{\"add\":7}", &r), EVS_EREJECTED);
+	ck_assert_int_eq(c.evolves, 4);
+	evs_close(s);
+	snapshot_row(dir, "counter-1", row, sizeof(row));
+	ck_assert_str_eq(row, "4 2 {\"count\":4}");
+
+	/* drop and take */
+	index_exec(dir, "UPDATE snapshots SET state = '{\"count\":9}'");
+	s = tu_open(dir, 0, 0);
+	ck_assert_int_eq(evs_snapshots_drop(s), 0);
+	d.state_version = 3;
+	ck_assert_int_eq(evs_snapshot_take(s, &d, "counter-1", &v), 0);
+	ck_assert_uint_eq(v, 4);
+	ck_assert_int_eq(evs_snapshot_take(s, &d, "counter-7", &v), EVS_ENOTFOUND);
+	evs_close(s);
+	snapshot_row(dir, "counter-1", row, sizeof(row));
+	ck_assert_str_eq(row, "4 3 {\"count\":4}");
+	s = tu_open(dir, 0, 0);
+	ck_assert_int_eq(evs_snapshots_drop(s), 0);
+	evs_close(s);
+	snapshot_row(dir, "counter-1", row, sizeof(row));
+	ck_assert_str_eq(row, "none");
+	tu_rmdir(dir);
+	free(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *su = suite_create("handle");
@@ -466,6 +613,7 @@ int main(void)
 	tcase_add_test(tc, test_race);
 	tcase_add_test(tc, test_errors);
 	tcase_add_test(tc, test_schemas);
+	tcase_add_test(tc, test_snapshots);
 	suite_add_tcase(su, tc);
 	return tu_run(su);
 }

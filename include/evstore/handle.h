@@ -136,6 +136,20 @@ EVS_EXTERN int evs_handle(evs_store *store, const evs_decider *d, const char *st
 			  const json_t *command, const evs_handle_options *options,
 			  evs_handle_result *out);
 
+/*
+ * Folds `stream` from its events alone (ignoring any snapshot) and saves
+ * the state as its snapshot, whatever snapshot_every says; the version it
+ * folds in *version_out (may be NULL).  EVS_ENOTFOUND for a stream without
+ * events.  The snapshot is written by the store's index thread shortly
+ * after (at the latest by evs_close).
+ */
+EVS_EXTERN int evs_snapshot_take(evs_store *store, const evs_decider *d, const char *stream,
+				 uint64_t *version_out);
+
+/* Drops every snapshot of the store (queued like evs_snapshot_take's
+ * writes, so snapshots taken after this call are kept). */
+EVS_EXTERN int evs_snapshots_drop(evs_store *store);
+
 #ifdef __cplusplus
 }
 #endif
