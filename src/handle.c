@@ -462,7 +462,6 @@ int evs_handle(evs_store *s, const evs_decider *dec, const char *stream,
 	if (!(meta = command_metadata(&o)))
 		return evs__err(EVS_ENOMEM, "out of memory handling a command on '%s'", stream);
 
-	memset(&l, 0, sizeof(l));
 	l.s = s;
 	l.d = dec;
 	l.stream = stream;
@@ -540,14 +539,12 @@ out:
 	if (dec->snapshot_every && l.state && (rc == 0 || rc == EVS_EREJECTED) &&
 	    !res.idempotent && res.stream_version >= dec->snapshot_every &&
 	    res.stream_version / dec->snapshot_every > snap_version / dec->snapshot_every) {
-		int keep = rc;
+		char msg[1024];
+		snprintf(msg, sizeof(msg), "%s", evs_errmsg());
 		if (load(s, &l) == 0)
 			save_snapshot(s, &l, hash, snap_unfit);
-		rc = keep;
-		if (rc == EVS_EREJECTED)
-			evs__err(rc, "stream '%s': command rejected at version %" PRIu64 ": %s%s%s",
-				 stream, res.stream_version, res.code, res.reason[0] ? ": " : "",
-				 res.reason);
+		if (rc)
+			evs__err(rc, "%s", msg);
 		else
 			evs__err_clear();
 	}
