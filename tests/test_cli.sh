@@ -544,6 +544,74 @@ run append "$SS" order-1 --schemas "$SD" --type NoteAdded '{"text":"hi"}'
 eq "schemas: a type without a schema passes when not strict" 0 "$RC"
 
 # ---------------------------------------------------------------------
+# The orders demo: a small run (its JSON line is a function of the seed,
+# but for the conflicts and the timing), a second run on the same store,
+# the default directory, and usage errors.  The schemas are found without
+# --schemas: the build bakes in the source tree's schema/events.
+
+# The JSON line without what depends on thread timing.
+demo_line() {
+	tail -n 1 <<<"$1" | sed -e 's/"conflicts_retried":[0-9]*,//' \
+		-e 's/"seconds":[^,]*,"commands_per_second":[0-9]*,//'
+}
+
+D=$TMP/demo
+run demo "$D" --customers 12 --threads 3 --seed 5 --durability none
+eq "demo: exit status" 0 "$RC"
+eq "demo: stderr" "" "$ERR"
+for key in "legacy v1 events          18" "commands handled         360" \
+	"events appended          283" "rejections                49" "  wrong_amount             5" \
+	"conflicts retried" "idempotent repeats        28" "legacy v1 upcast          18" \
+	"orders                    46  placed 3, paid 4, shipped 33, cancelled 6" \
+	"every order folded from its events matches the workload's expectation" \
+	"sample order-4 (legacy: OrderPlaced v1, 1 event upcast), state at version 9:"; do
+	has "demo: summary: $key" "$key" "$OUT"
+done
+eq "demo: JSON line" '{"dir":"'"$D"'","seed":5,"customers":12,"threads":3,"first_order":"order-1","last_order":"order-46","orders":46,"legacy_v1_events":18,"commands":360,"events":283,"rejections":{"cancelled":1,"already_placed":9,"bad_quantity":2,"bad_price":1,"price_mismatch":1,"already_paid":12,"no_such_item":1,"empty_order":3,"wrong_amount":5,"not_paid":5,"already_shipped":9},"idempotent":28,"legacy_v1_upcast":18,"orders_by_status":{"placed":3,"paid":4,"shipped":33,"cancelled":6},"sample":{"stream":"order-4","version":9,"state":{"status":"shipped","customer":"c-4","currency":"EUR","items":{"KETTLE-61":{"qty":1,"price":7990},"MUG-301":{"qty":3,"price":899},"SPOON-71":{"qty":2,"price":199},"COF-203":{"qty":2,"price":2490}},"total":16065}}}' "$(demo_line "$OUT")"
+matches "demo: timing" '"conflicts_retried":[0-9]+,.*"seconds":[0-9.e-]+,"commands_per_second":[0-9]+,' "$(tail -n 1 <<<"$OUT")"
+run read "$D" order-1 --limit 1
+has "demo: legacy events are stored as v1" '"type":"OrderPlaced","schema_version":1,' "$OUT"
+run demo "$D" --customers 12 --threads 3 --seed 5 --durability none
+eq "demo again: exit status" 0 "$RC"
+eq "demo again: stderr" "" "$ERR"
+has "demo again: new orders" '"first_order":"order-47","last_order":"order-92","orders":46,' "$OUT"
+run verify "$D" --quiet
+eq "demo: verify" '{"ok":true,"problems":0,"store":"'"$D"'"}' "$OUT"
+
+mkdir -p "$TMP/cwd"
+EVSTORE_ABS=$(cd "$(dirname "$EVSTORE")" && pwd)/$(basename "$EVSTORE")
+(cd "$TMP/cwd" && "$EVSTORE_ABS" demo --customers 1 --threads 1 --durability none \
+	</dev/null >"$TMP/out" 2>"$TMP/err")
+RC=$?
+eq "demo in the default directory: exit status" 0 "$RC"
+has "demo in the default directory: summary" '{"dir":"evstore-demo","seed":42,"customers":1,"threads":1,' "$(<"$TMP/out")"
+eq "demo in the default directory: store" "ok" "$(test -d "$TMP/cwd/evstore-demo/log" && echo ok)"
+
+run demo --help
+eq "demo --help: exit status" 0 "$RC"
+eq "demo --help: usage" "usage: evstore demo [DIR] [--customers N] [--threads T] [--seed X]" "$(head -n 1 <<<"$OUT")"
+run help demo
+has "help demo" "usage: evstore demo" "$OUT"
+run demo "$D" --threads 0
+err "demo --threads 0" 2 "evstore: demo: option '--threads': '0' is not a number from 1 to 64"
+run demo "$D" --customers
+err "demo --customers without a value" 2 "evstore: demo: option '--customers' needs a value"
+run demo "$D" other
+err "demo: two directories" 2 "evstore: demo: unexpected argument 'other'"
+run demo "$D" --frobnicate
+err "demo: unknown option" 2 "evstore: demo: unknown option '--frobnicate'"
+run demo "$D" --durability fast
+err "demo: bad durability" 2 "evstore: demo: option '--durability': 'fast' is not 'sync' or 'none'"
+run demo "$TMP/demo2" --schemas "$TMP/no-schemas" --durability none
+err "demo: missing schema directory" 1 "evstore: demo: cannot open store '$TMP/demo2': "
+# Schemas without the v1 -> v2 upcaster: the first legacy order fails,
+# named, and the run stops with status 1.
+mkdir -p "$TMP/no-upcaster"
+cp "$(dirname "${BASH_SOURCE[0]}")"/../schema/events/*.json "$TMP/no-upcaster/"
+run demo "$TMP/demo3" --schemas "$TMP/no-upcaster" --customers 3 --threads 1 --durability none
+err "demo without the upcaster" 1 "evstore: demo: order-1: AddItem (command order-1:1): expected success, but it was an error: invalid input: decider 'order': evolve returned NULL for stream 'order-1' version 1 (OrderPlaced)"
+
+# ---------------------------------------------------------------------
 
 echo
 echo "$passed passed, $failed failed"

@@ -42,6 +42,7 @@
 
 #include "evstore.h"
 #include "bench.h"
+#include "demo.h"
 
 #if defined(__GNUC__)
 #define PRINTF_LIKE(fmt, first) __attribute__((format(printf, fmt, first)))
@@ -2217,6 +2218,7 @@ static const char usage_main[] =
 	"  stats DIR                  show the store's counters\n"
 	"  verify DIR                 check the log and the index\n"
 	"  generate DIR               append a generated order workload\n"
+	"  demo [DIR]                 run the orders demo (command handling)\n"
 	"  bench                      benchmark against SQLite and the disk\n"
 	"  help [COMMAND]             show the usage of a command\n"
 	"\n"
@@ -2241,6 +2243,7 @@ static const struct command commands[] = {
 	{ "stats", cmd_stats, usage_stats },
 	{ "verify", cmd_verify, usage_verify },
 	{ "generate", cmd_generate, usage_generate },
+	{ "demo", cmd_demo, usage_demo },
 	{ "bench", cmd_bench, usage_bench },
 };
 
