@@ -598,6 +598,27 @@ run demo "$D" --customers
 err "demo --customers without a value" 2 "evstore: demo: option '--customers' needs a value"
 run demo "$D" other
 err "demo: two directories" 2 "evstore: demo: unexpected argument 'other'"
+
+# rebuild --snapshots, and reads with --upcast, on the demo's store
+SCHEMA_EVENTS=$(cd "$(dirname "$0")/.." && pwd)/schema/events
+NORDERS=$("$EVSTORE" streams "$D" </dev/null | grep -c '"order-')
+run rebuild "$D" --snapshots
+ok "rebuild --snapshots" '{"store":"'"$D"'","snapshots":'"$NORDERS"'}'
+eq "rebuild: 92 order streams" 92 "$NORDERS"
+run rebuild "$D"
+err "rebuild without --snapshots" 2 "evstore: rebuild: say what to rebuild: --snapshots"
+run rebuild "$TMP/nostore" --snapshots
+err "rebuild of a missing store" 1 "evstore: rebuild: cannot open store '$TMP/nostore'"
+run read "$D" order-1 --limit 1
+has "read: order-1 is stored as v1" '"type":"OrderPlaced","schema_version":1,' "$OUT"
+has "read: without currency" '"data":{"order_id":"1","customer_id":"c-1","placed_at":' "$OUT"
+run read "$D" order-1 --limit 1 --upcast --schemas "$SCHEMA_EVENTS"
+has "read --upcast: v2" '"type":"OrderPlaced","schema_version":2,' "$OUT"
+matches "read --upcast: currency EUR" '"data":\{"order_id":"1","customer_id":"c-1","placed_at":"[^"]*","currency":"EUR"\}\}$' "$OUT"
+run read-all "$D" --limit 1 --upcast --schemas "$SCHEMA_EVENTS"
+has "read-all --upcast: v2" '"type":"OrderPlaced","schema_version":2,' "$OUT"
+run read "$D" order-1 --upcast --schemas "$TMP/none"
+err "read --upcast with a missing schema directory" 1 "open schema directory: $TMP/none"
 run demo "$D" --frobnicate
 err "demo: unknown option" 2 "evstore: demo: unknown option '--frobnicate'"
 run demo "$D" --durability fast

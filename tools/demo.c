@@ -735,9 +735,7 @@ static int hot_finish(worker *w)
 	return 0;
 }
 
-/* The directory of event schemas: --schemas, else the source tree's, else
- * ./schema/events.  NULL when none is a directory. */
-static const char *find_schemas(const char *given)
+const char *demo_find_schemas(const char *given)
 {
 	static const char *const tries[] = { EVS_DEMO_SCHEMAS, FALLBACK_SCHEMAS };
 	struct stat st;
@@ -1021,7 +1019,7 @@ int cmd_demo(const char *cmd, int argc, char **argv)
 	}
 	if (!dir)
 		dir = DEFAULT_DIR;
-	if (!(schemas = find_schemas(schemas_opt))) {
+	if (!(schemas = demo_find_schemas(schemas_opt))) {
 		fprintf(stderr, "evstore: demo: cannot find the event schemas (tried %s and "
 			"./%s); give --schemas DIR\n", EVS_DEMO_SCHEMAS, FALLBACK_SCHEMAS);
 		return RC_FAIL;

@@ -12,4 +12,9 @@ extern const char usage_demo[];
  * the tool's exit status (0, 1 on an error, 2 on a usage error). */
 int cmd_demo(const char *cmd, int argc, char **argv);
 
+/* The directory of the demo's event schemas: `given` (--schemas), else
+ * the source tree's schema/events, else ./schema/events.  NULL when none
+ * is a directory. */
+const char *demo_find_schemas(const char *given);
+
 #endif

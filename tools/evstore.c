@@ -43,6 +43,7 @@
 #include "evstore.h"
 #include "bench.h"
 #include "demo.h"
+#include "orders.h"
 
 #if defined(__GNUC__)
 #define PRINTF_LIKE(fmt, first) __attribute__((format(printf, fmt, first)))
@@ -441,6 +442,7 @@ static json_t *event_json(const evs_event *ev, char *err, size_t errsize)
 struct print_ctx {
 	const char *cmd;
 	int failed;
+	evs_store *upcast;      /* print data upcast by this store's upcasters */
 };
 
 /* evs_event_cb: prints one event line; stops the read on any error. */
@@ -454,6 +456,21 @@ static int print_event(const evs_event *ev, void *vctx)
 		fail(ctx->cmd, "%s", err);
 		ctx->failed = 1;
 		return 1;
+	}
+	if (ctx->upcast) {
+		json_t *data;
+		uint32_t version;
+		int e = evs_upcast(ctx->upcast, ev, &data, &version);
+		if (e != 0) {
+			json_decref(obj);
+			lib_fail(ctx->cmd, e, "cannot upcast the event at position %" PRIu64,
+				 ev->position);
+			ctx->failed = 1;
+			return 1;
+		}
+		json_object_set_new(obj, "schema_version", json_integer(version));
+		json_object_del(obj, "data");
+		json_object_set_new(obj, "data", data);
 	}
 	if (emit(obj, 0) != 0) {
 		emit_fail(ctx->cmd);
@@ -500,6 +517,23 @@ static int args_schema(struct args *a, struct schema_args *sa)
 	}
 	if (args_is(a, "--strict")) {
 		sa->strict = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* --upcast and --schemas DIR of the commands that read: as args_schema. */
+static int args_upcast(struct args *a, int *upcast, struct schema_args *sa)
+{
+	if (args_is(a, "--upcast")) {
+		if (args_flag(a) != 0)
+			return -1;
+		*upcast = 1;
+		return 1;
+	}
+	if (args_is(a, "--schemas")) {
+		if (!(sa->dir = args_value(a)))
+			return -1;
 		return 1;
 	}
 	return 0;
@@ -1019,6 +1053,7 @@ out:
 
 static const char usage_read[] =
 	"usage: evstore read DIR STREAM [--from V] [--backward] [--limit N]\n"
+	"                    [--upcast [--schemas D]]\n"
 	"\n"
 	"Prints the events of STREAM, one JSON object a line:\n"
 	"{\"position\",\"stream\",\"version\",\"id\",\"type\",\"schema_version\",\n"
@@ -1029,6 +1064,9 @@ static const char usage_read[] =
 	"               with --backward)\n"
 	"  --backward   newest first\n"
 	"  --limit N    at most N events (0: no limit)\n"
+	"  --upcast     each event's data at the newest version its upcasters\n"
+	"               reach (schema_version says which); default: as stored\n"
+	"  --schemas D  the schema directory, whose .sql upcasters --upcast uses\n"
 	"\n"
 	"A stream that does not exist is an error (exit 1).\n";
 
@@ -1036,9 +1074,10 @@ static int cmd_read(const char *cmd, int argc, char **argv)
 {
 	const char *pos[2] = { NULL, NULL };
 	uint64_t from = 0, limit = 0;
-	struct print_ctx ctx = { cmd, 0 };
+	struct print_ctx ctx = { cmd, 0, NULL };
+	struct schema_args sa = { NULL, 0 };
 	evs_store *store;
-	int backward = 0, k, err, rc;
+	int backward = 0, upcast = 0, k, err, rc;
 	size_t npos = 0;
 	struct args a;
 
@@ -1058,6 +1097,9 @@ static int cmd_read(const char *cmd, int argc, char **argv)
 			if (args_flag(&a) != 0)
 				return RC_USAGE;
 			backward = 1;
+		} else if ((k = args_upcast(&a, &upcast, &sa)) != 0) {
+			if (k < 0)
+				return RC_USAGE;
 		} else {
 			return args_unknown(&a);
 		}
@@ -1065,9 +1107,11 @@ static int cmd_read(const char *cmd, int argc, char **argv)
 	if (npos < 2)
 		return usage_error(cmd, "missing %s", npos ? "STREAM" : "DIR");
 
-	rc = open_store(&store, cmd, pos[0], OPEN_READ, EVS_DURABILITY_SYNC, NULL);
+	rc = open_store(&store, cmd, pos[0], OPEN_READ, EVS_DURABILITY_SYNC, &sa);
 	if (rc != RC_OK)
 		return rc;
+	if (upcast)
+		ctx.upcast = store;
 	err = evs_read_stream(store, pos[1], from,
 			      backward ? EVS_BACKWARD : EVS_FORWARD, limit,
 			      print_event, &ctx);
@@ -1081,7 +1125,7 @@ static int cmd_read(const char *cmd, int argc, char **argv)
 
 static const char usage_read_all[] =
 	"usage: evstore read-all DIR [--from P] [--limit N] [--category C]\n"
-	"                        [--type T]...\n"
+	"                        [--type T]... [--upcast [--schemas D]]\n"
 	"\n"
 	"Prints every event of the store in commit order (the $all stream), in\n"
 	"the line format of 'evstore read'.\n"
@@ -1091,17 +1135,20 @@ static const char usage_read_all[] =
 	"  --limit N      at most N events (0: no limit)\n"
 	"  --category C   only streams of category C (the name before its\n"
 	"                 first '-')\n"
-	"  --type T       only events of type T; may be repeated\n";
+	"  --type T       only events of type T; may be repeated\n"
+	"  --upcast       data upcast, as for 'evstore read'\n"
+	"  --schemas D    the schema directory, whose .sql upcasters --upcast uses\n";
 
 static int cmd_read_all(const char *cmd, int argc, char **argv)
 {
 	const char *dir = NULL;
 	const char **types;
 	uint64_t from = 0, limit = 0;
-	struct print_ctx ctx = { cmd, 0 };
+	struct print_ctx ctx = { cmd, 0, NULL };
+	struct schema_args sa = { NULL, 0 };
 	evs_filter filter;
 	evs_store *store = NULL;
-	int k, err, rc = RC_OK;
+	int k, err, rc = RC_OK, upcast = 0;
 	struct args a;
 
 	memset(&filter, 0, sizeof filter);
@@ -1137,6 +1184,11 @@ static int cmd_read_all(const char *cmd, int argc, char **argv)
 				goto out;
 			}
 			filter.ntypes++;
+		} else if ((k = args_upcast(&a, &upcast, &sa)) != 0) {
+			if (k < 0) {
+				rc = RC_USAGE;
+				goto out;
+			}
 		} else {
 			rc = args_unknown(&a);
 			goto out;
@@ -1149,9 +1201,11 @@ static int cmd_read_all(const char *cmd, int argc, char **argv)
 	if (filter.ntypes > 0)
 		filter.types = types;
 
-	rc = open_store(&store, cmd, dir, OPEN_READ, EVS_DURABILITY_SYNC, NULL);
+	rc = open_store(&store, cmd, dir, OPEN_READ, EVS_DURABILITY_SYNC, &sa);
 	if (rc != RC_OK)
 		goto out;
+	if (upcast)
+		ctx.upcast = store;
 	err = evs_read_all(store, from, limit, &filter, print_event, &ctx);
 	if (err != 0)
 		rc = lib_fail(cmd, err, "cannot read the store");
@@ -1542,6 +1596,117 @@ static int cmd_verify(const char *cmd, int argc, char **argv)
 		rc = err == 0 && ctx.problems == 0 ? RC_OK : RC_FAIL;
 out:
 	evs_close(store);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* rebuild                                                             */
+
+static const char usage_rebuild[] =
+	"usage: evstore rebuild DIR --snapshots [--schemas D]\n"
+	"\n"
+	"Drops every snapshot of the store in DIR, then takes one again for\n"
+	"each stream of the deciders this tool knows (the orders demo's:\n"
+	"order-<id>), folded from its events alone.  Snapshots are derived\n"
+	"data: this changes no result, only how much a handler reads.\n"
+	"\n"
+	"Options:\n"
+	"  --snapshots   what to rebuild (the only thing for now; required)\n"
+	"  --schemas D   the schema directory with the upcasters the handlers\n"
+	"                use (default: the demo's, as 'evstore demo' finds it)\n"
+	"\n"
+	"Prints {\"store\",\"snapshots\"} (how many were taken).\n";
+
+struct name_list {
+	char **v;
+	size_t n, cap;
+};
+
+/* evs_name_cb: collects the names of order streams. */
+static int collect_order(const char *name, uint64_t last_version, void *vctx)
+{
+	struct name_list *l = vctx;
+
+	(void)last_version;
+	if (strncmp(name, "order-", 6) != 0)
+		return 0;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 64;
+		char **v = realloc(l->v, cap * sizeof *v);
+		if (!v)
+			return 1;
+		l->v = v;
+		l->cap = cap;
+	}
+	if (!(l->v[l->n] = strdup(name)))
+		return 1;
+	l->n++;
+	return 0;
+}
+
+static int cmd_rebuild(const char *cmd, int argc, char **argv)
+{
+	const char *dir = NULL;
+	struct schema_args sa = { NULL, 0 };
+	struct name_list names = { NULL, 0, 0 };
+	int snapshots = 0, k, err, rc = RC_OK;
+	evs_store *store = NULL;
+	evs_decider d;
+	struct args a;
+	size_t i;
+
+	args_init(&a, cmd, argc, argv);
+	while ((k = args_next(&a)) >= 0) {
+		if (k == 0) {
+			if (dir)
+				return args_extra(&a);
+			dir = a.arg;
+		} else if (args_is(&a, "--snapshots")) {
+			if (args_flag(&a) != 0)
+				return RC_USAGE;
+			snapshots = 1;
+		} else if (args_is(&a, "--schemas")) {
+			if (!(sa.dir = args_value(&a)))
+				return RC_USAGE;
+		} else {
+			return args_unknown(&a);
+		}
+	}
+	if (!dir)
+		return usage_error(cmd, "missing DIR");
+	if (!snapshots)
+		return usage_error(cmd, "say what to rebuild: --snapshots");
+	if (!(sa.dir = demo_find_schemas(sa.dir)))
+		return fail(cmd, "cannot find the demo's event schemas; give --schemas DIR");
+
+	rc = open_store(&store, cmd, dir, OPEN_WRITE, EVS_DURABILITY_SYNC, &sa);
+	if (rc != RC_OK)
+		return rc;
+	orders_decider(&d);
+	if ((err = evs_snapshots_drop(store)) != 0) {
+		rc = lib_fail(cmd, err, "cannot drop the snapshots");
+		goto out;
+	}
+	if ((err = evs_list_streams(store, NULL, 0, collect_order, &names)) != 0) {
+		rc = lib_fail(cmd, err, "cannot list the streams");
+		goto out;
+	}
+	for (i = 0; i < names.n; i++) {
+		if ((err = evs_snapshot_take(store, &d, names.v[i], NULL)) != 0) {
+			rc = lib_fail(cmd, err, "cannot take the snapshot of '%s'", names.v[i]);
+			goto out;
+		}
+		if (names.n >= 1000 && (i + 1) % 1000 == 0)
+			fprintf(stderr, "evstore: %s: %zu of %zu streams\n", cmd, i + 1, names.n);
+	}
+	if (emit(json_pack("{s:s, s:I}", "store", dir, "snapshots", (json_int_t)names.n), 0) != 0)
+		rc = emit_fail(cmd);
+out:
+	/* closing writes the queued snapshots */
+	evs_close(store);
+	for (i = 0; i < names.n; i++)
+		free(names.v[i]);
+	free(names.v);
 	return rc;
 }
 
@@ -2178,7 +2343,7 @@ static int cmd_generate(const char *cmd, int argc, char **argv)
 	}
 	/* A sample of what was stored: the first order, read back. */
 	{
-		struct print_ctx pctx = { cmd, 0 };
+		struct print_ctx pctx = { cmd, 0, NULL };
 		err = evs_read_stream(store, "order-1", 1, EVS_FORWARD, 0, print_event, &pctx);
 		if (pctx.failed)
 			rc = 1;
@@ -2219,6 +2384,7 @@ static const char usage_main[] =
 	"  verify DIR                 check the log and the index\n"
 	"  generate DIR               append a generated order workload\n"
 	"  demo [DIR]                 run the orders demo (command handling)\n"
+	"  rebuild DIR --snapshots    drop and retake the decider snapshots\n"
 	"  bench                      benchmark against SQLite and the disk\n"
 	"  help [COMMAND]             show the usage of a command\n"
 	"\n"
@@ -2244,6 +2410,7 @@ static const struct command commands[] = {
 	{ "verify", cmd_verify, usage_verify },
 	{ "generate", cmd_generate, usage_generate },
 	{ "demo", cmd_demo, usage_demo },
+	{ "rebuild", cmd_rebuild, usage_rebuild },
 	{ "bench", cmd_bench, usage_bench },
 };
 
