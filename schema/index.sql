@@ -22,6 +22,14 @@ CREATE TABLE IF NOT EXISTS streams (
 -- Batch at global `position` holds versions first_version .. first_version +
 -- count - 1 of its stream, at `offset` in the segment whose first position
 -- is `segment`, `length` bytes long.
+--
+-- Event ids, for idempotent appends across restarts, cost one row per batch
+-- when they come in order: a batch whose ids all sort above every id indexed
+-- before it keeps its smallest and largest id here (the ranges of such
+-- batches never overlap, so the one that could hold an id is the one with
+-- the greatest first_id not above it, and the log has the rest).  The ids
+-- of any other batch get a row each in event_ids.  Time-ordered (version 7)
+-- ids, which the store generates and most clients send, come in order.
 CREATE TABLE IF NOT EXISTS batches (
     position      INTEGER PRIMARY KEY,
     stream_id     INTEGER NOT NULL,
@@ -29,11 +37,14 @@ CREATE TABLE IF NOT EXISTS batches (
     count         INTEGER NOT NULL,
     segment       INTEGER NOT NULL,
     offset        INTEGER NOT NULL,
-    length        INTEGER NOT NULL
+    length        INTEGER NOT NULL,
+    first_id      BLOB,
+    last_id       BLOB
 );
 CREATE UNIQUE INDEX IF NOT EXISTS batches_by_stream ON batches (stream_id, first_version);
+CREATE INDEX IF NOT EXISTS batches_by_first_id ON batches (first_id) WHERE first_id IS NOT NULL;
 
--- Event ids, for idempotent appends across restarts.
+-- The ids of batches whose ids are not in order.
 CREATE TABLE IF NOT EXISTS event_ids (
     id       BLOB PRIMARY KEY,
     position INTEGER NOT NULL
@@ -54,4 +65,4 @@ CREATE TABLE IF NOT EXISTS snapshots (
 -- The "indexed to" mark is the last batch row itself: position + count - 1
 -- of the highest position.  It is committed in the same transaction as the
 -- rows it covers by construction, and costs no extra page write.
-INSERT OR IGNORE INTO meta (key, value) VALUES ('format', 1);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('format', 2);

@@ -306,7 +306,7 @@ static int handled_before(evs_store *s, const char *stream, const char *cmd,
 	command_event_id(id, stream, cmd, 0);
 	if ((rc = evs__store_read_begin(s, &ix, &head)) != 0)
 		return rc;
-	rc = evs__ix_find_id(ix, id, &pos);
+	rc = evs__find_id(s, ix, id, &pos);
 	evs__store_ix_put(s, ix);
 	if (rc == EVS_ENOTFOUND)
 		return 0;

@@ -18,7 +18,7 @@
 extern const char evs__index_sql[];
 
 /* meta 'format' of the index this library reads and writes */
-#define EVS__INDEX_FORMAT 1
+#define EVS__INDEX_FORMAT 2
 
 enum {
 	Q_BEGIN_R, Q_BEGIN_W, Q_COMMIT, Q_ROLLBACK,
@@ -26,7 +26,7 @@ enum {
 	Q_INS_ID, Q_FIND_ID, Q_LAST_BATCH, Q_BATCH_AT, Q_STREAM,
 	Q_FWD_START, Q_FWD, Q_BWD, Q_EACH_STREAM, Q_LIST_STREAMS,
 	Q_LIST_STREAMS_AFTER, Q_CATEGORIES, Q_COUNTS, Q_ENDS, Q_MAX_ID,
-	Q_GET_SNAP, Q_PUT_SNAP, Q_REPLACE_SNAP, Q_CLEAR_SNAPS,
+	Q_FIND_RANGE, Q_GET_SNAP, Q_PUT_SNAP, Q_REPLACE_SNAP, Q_CLEAR_SNAPS,
 	Q__COUNT
 };
 
@@ -44,7 +44,8 @@ static const char *const sql[Q__COUNT] = {
 	[Q_INS_STREAM] = "INSERT INTO streams (id, name, created_us) VALUES (?1, ?2, ?3)",
 	[Q_HEAD] = "SELECT position + count - 1 FROM batches ORDER BY position DESC LIMIT 1",
 	[Q_INS_BATCH] = "INSERT INTO batches (position, stream_id, first_version, "
-			"count, segment, offset, length) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+			"count, segment, offset, length, first_id, last_id) "
+			"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 	[Q_INS_ID] = "INSERT INTO event_ids (id, position) VALUES (?1, ?2)",
 	[Q_FIND_ID] = "SELECT position FROM event_ids WHERE id = ?1",
 	[Q_LAST_BATCH] = "SELECT position, first_version, count, segment, offset, length, stream_id "
@@ -69,7 +70,13 @@ static const char *const sql[Q__COUNT] = {
 			 "count(*) FROM streams GROUP BY c ORDER BY c",
 	[Q_COUNTS] = "SELECT (SELECT count(*) FROM streams), count(*), "
 		     "coalesce(sum(length), 0) FROM batches",
-	[Q_MAX_ID] = "SELECT max(id) FROM event_ids",
+	[Q_MAX_ID] = "SELECT max(m) FROM (SELECT max(id) AS m FROM event_ids UNION ALL "
+		     "SELECT * FROM (SELECT last_id FROM batches WHERE first_id IS NOT NULL "
+		     "ORDER BY first_id DESC LIMIT 1))",
+	/* the only batch in order whose ids could hold ?1 */
+	[Q_FIND_RANGE] = "SELECT position, first_version, count, segment, offset, length, "
+			 "stream_id, last_id FROM batches WHERE first_id <= ?1 "
+			 "ORDER BY first_id DESC LIMIT 1",
 	[Q_GET_SNAP] = "SELECT version, state_version, upcasters, state FROM snapshots "
 		       "WHERE stream = ?1",
 	/* a snapshot never replaces a later one made under the same rules
@@ -268,12 +275,30 @@ int evs__ix_head(evs__ix *ix, uint64_t *out)
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : ix_err(ix, rc, "read head");
 }
 
-int evs__ix_put_batch(evs__ix *ix, int64_t stream_id, const evs__batch_ref *b)
+/*
+ * Indexes batch b.  If all its ids sort above every id indexed before
+ * (max_id), it is kept as the range of its smallest and largest id, which
+ * overlaps no other range; else each id gets an event_ids row.  Version 7
+ * ids, time-ordered, pass even when random within a millisecond.
+ */
+int evs__ix_put_batch(evs__ix *ix, int64_t stream_id, const evs__batch_ref *b,
+		      const uint8_t *ids, uint8_t max_id[16])
 {
 	sqlite3_stmt *st = stmt(ix, Q_INS_BATCH);
+	const uint8_t *lo = ids, *hi = ids;
+	bool ranged;
+	int rc;
 
 	if (!st)
 		return EVS_EIO;
+	for (uint32_t i = 1; i < b->count; i++) {
+		const uint8_t *id = ids + 16 * i;
+		if (memcmp(id, lo, 16) < 0)
+			lo = id;
+		if (memcmp(id, hi, 16) > 0)
+			hi = id;
+	}
+	ranged = memcmp(lo, max_id, 16) > 0;
 	sqlite3_bind_int64(st, 1, (int64_t)b->position);
 	sqlite3_bind_int64(st, 2, stream_id);
 	sqlite3_bind_int64(st, 3, (int64_t)b->first_version);
@@ -281,7 +306,17 @@ int evs__ix_put_batch(evs__ix *ix, int64_t stream_id, const evs__batch_ref *b)
 	sqlite3_bind_int64(st, 5, (int64_t)b->segment);
 	sqlite3_bind_int64(st, 6, (int64_t)b->offset);
 	sqlite3_bind_int64(st, 7, b->length);
-	return run(ix, st, "write batch");
+	if (ranged) {
+		sqlite3_bind_blob(st, 8, lo, 16, SQLITE_STATIC);
+		sqlite3_bind_blob(st, 9, hi, 16, SQLITE_STATIC);
+	}
+	if ((rc = run(ix, st, "write batch")) != 0)
+		return rc;
+	for (uint32_t i = 0; !ranged && i < b->count && !rc; i++)
+		rc = evs__ix_put_id(ix, ids + 16 * i, b->position + i);
+	if (memcmp(hi, max_id, 16) > 0)
+		memcpy(max_id, hi, 16);
+	return rc;
 }
 
 int evs__ix_put_id(evs__ix *ix, const uint8_t id[16], uint64_t position)
@@ -295,7 +330,9 @@ int evs__ix_put_id(evs__ix *ix, const uint8_t id[16], uint64_t position)
 	return run(ix, st, "write event id");
 }
 
-int evs__ix_find_id(evs__ix *ix, const uint8_t id[16], uint64_t *pos)
+static void row_to_ref(sqlite3_stmt *st, evs__batch_ref *b);
+
+int evs__ix_find_id(evs__ix *ix, const uint8_t id[16], uint64_t *pos, evs__batch_ref *batch)
 {
 	sqlite3_stmt *st = stmt(ix, Q_FIND_ID);
 	int rc;
@@ -309,6 +346,21 @@ int evs__ix_find_id(evs__ix *ix, const uint8_t id[16], uint64_t *pos)
 	sqlite3_reset(st);
 	if (rc == SQLITE_ROW)
 		return 0;
+	if (rc != SQLITE_DONE)
+		return ix_err(ix, rc, "find event id");
+	if (!(st = stmt(ix, Q_FIND_RANGE)))
+		return EVS_EIO;
+	sqlite3_bind_blob(st, 1, id, 16, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		row_to_ref(st, batch);
+		if (sqlite3_column_bytes(st, 7) != 16 ||
+		    memcmp(id, sqlite3_column_blob(st, 7), 16) > 0)
+			rc = SQLITE_DONE;
+	}
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW)
+		return 1;
 	if (rc == SQLITE_DONE)
 		return EVS_ENOTFOUND;
 	return ix_err(ix, rc, "find event id");

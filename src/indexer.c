@@ -139,9 +139,8 @@ static int index_groups(evs_store *s, evs__pgroup *g, const evs__snapq *q)
 				rc = evs__ix_put_stream(s->wix, e->ref.stream_id, e->stream,
 							e->stream_len, e->created_us);
 			if (!rc)
-				rc = evs__ix_put_batch(s->wix, e->ref.stream_id, &e->ref);
-			for (uint32_t i = 0; i < e->ref.count && !rc; i++)
-				rc = evs__ix_put_id(s->wix, e->ids + 16 * i, e->ref.position + i);
+				rc = evs__ix_put_batch(s->wix, e->ref.stream_id, &e->ref, e->ids,
+						       s->ix_max_id);
 		}
 	}
 	for (; q && !rc; q = q->next)
@@ -230,6 +229,7 @@ int evs__indexer_start(evs_store *s)
 	pthread_cond_init(&s->ix_done, NULL);
 	s->ix_init = true;
 	atomic_store(&s->indexed, atomic_load(&s->visible));
+	memcpy(s->ix_max_id, s->max_id, 16); /* everything is indexed at start */
 	if (pthread_create(&s->ix_thread, NULL, indexer_main, s) != 0)
 		return evs__err(EVS_ENOMEM, "store %s: cannot start the indexer thread", s->dir);
 	s->ix_running = true;

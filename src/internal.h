@@ -47,6 +47,9 @@ uint64_t evs__monotonic_ns(void);
 /* A version 7 (time-ordered) UUID: generated ids sort by creation time so
  * the id index is appended to rather than scattered. */
 void evs__uuid_v7(uint8_t out[16], int64_t now_us);
+/* n increasing version 7 ids (16 bytes each), all after any the process
+ * made before. */
+void evs__uuid_v7_seq(uint8_t *out, size_t n, int64_t now_us);
 /* A hash of a 16-byte id whose every bit depends on every input bit. */
 size_t evs__id_hash(const uint8_t id[16]);
 int evs__check_stream_name(const char *stream, size_t *len_out);

@@ -48,6 +48,45 @@ int evs__read_batch(evs_store *s, const evs__batch_ref *b, uint8_t **buf,
 	return 0;
 }
 
+typedef struct id_search {
+	const uint8_t *id;
+	uint64_t pos;
+} id_search;
+
+static int id_match(const evs_event *ev, void *ctx)
+{
+	id_search *q = ctx;
+
+	if (memcmp(ev->id, q->id, 16) != 0)
+		return 0;
+	q->pos = ev->position;
+	return 1;
+}
+
+int evs__find_id(evs_store *s, evs__ix *ix, const uint8_t id[16], uint64_t *pos)
+{
+	id_search q = { id, 0 };
+	evs__batch_ref b;
+	evs__batch_hdr h;
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	int rc = evs__ix_find_id(ix, id, pos, &b);
+
+	if (rc != 1)
+		return rc;
+	rc = evs__read_batch(s, &b, &buf, &cap, &h);
+	if (rc == 0 && evs__batch_decode(&h, buf, id_match, &q) < 0)
+		rc = evs__err(EVS_ECORRUPT, "batch at position %" PRIu64 ": malformed record",
+			      b.position);
+	evs__free(buf);
+	if (rc)
+		return rc;
+	if (!q.pos)
+		return EVS_ENOTFOUND;
+	*pos = q.pos;
+	return 0;
+}
+
 /* ---- one stream ---- */
 
 typedef struct stream_read {

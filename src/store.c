@@ -387,20 +387,16 @@ static int scrub_tail(evs_store *s, int fd, const char *path, uint64_t off,
 #define TAIL_WINDOW (2u << 20)
 
 typedef struct recover_ctx {
-	evs_store *s;
-	evs__batch_ref ref;
-	evs__head *head;
-	int rc;
+	uint8_t *ids;
+	uint32_t n;
 } recover_ctx;
 
-static int index_id(const evs_event *ev, void *ctx)
+static int collect_id(const evs_event *ev, void *ctx)
 {
-	recover_ctx *rc = ctx;
-	int err = evs__ix_put_id(rc->s->wix, ev->id, ev->position);
+	recover_ctx *c = ctx;
 
-	if (err)
-		rc->rc = err;
-	return err;
+	memcpy(c->ids + 16 * c->n++, ev->id, 16);
+	return 0;
 }
 
 /* Adds a recovered batch to the index (inside the open transaction). */
@@ -408,7 +404,8 @@ static int index_recovered(evs_store *s, const evs__batch_hdr *h, const uint8_t 
 			   uint64_t seg, uint64_t off, const char *segpath)
 {
 	evs__head *head = evs__map_find(&s->heads, h->stream, h->stream_len, true);
-	recover_ctx c = { s, { 0 }, head, 0 };
+	recover_ctx c = { NULL, 0 };
+	evs__batch_ref ref;
 	bool is_new;
 	int64_t ts;
 	int rc;
@@ -430,15 +427,17 @@ static int index_recovered(evs_store *s, const evs__batch_hdr *h, const uint8_t 
 		if (rc)
 			return rc;
 	}
-	c.ref = (evs__batch_ref){ h->first_position, h->first_version, h->count,
-				  seg, off, h->length, head->id };
-	rc = evs__ix_put_batch(s->wix, head->id, &c.ref);
-	if (rc)
-		return rc;
-	if (evs__batch_decode(h, p, index_id, &c) < 0)
-		return evs__err(EVS_ECORRUPT, "%s offset %" PRIu64 ": malformed record",
-				segpath, off);
-	return c.rc;
+	ref = (evs__batch_ref){ h->first_position, h->first_version, h->count,
+				seg, off, h->length, head->id };
+	if (!(c.ids = evs__malloc(16 * (size_t)h->count)))
+		return evs__err(EVS_ENOMEM, "out of memory during recovery");
+	if (evs__batch_decode(h, p, collect_id, &c) < 0 || c.n != h->count)
+		rc = evs__err(EVS_ECORRUPT, "%s offset %" PRIu64 ": malformed record",
+			      segpath, off);
+	else
+		rc = evs__ix_put_batch(s->wix, head->id, &ref, c.ids, s->ix_max_id);
+	evs__free(c.ids);
+	return rc;
 }
 
 static int recover(evs_store *s)
@@ -535,6 +534,9 @@ static int recover(evs_store *s)
 		if (rc)
 			goto out;
 	}
+	/* recovered batches are indexed in order after what the index has */
+	if ((rc = evs__ix_max_id(s->wix, s->ix_max_id)) != 0)
+		goto out;
 
 	for (i = start; i < nsegs; i++) {
 		bool is_last = i + 1 == nsegs, sealed = false, synced = false;

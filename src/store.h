@@ -48,10 +48,22 @@ int evs__ix_put_stream(evs__ix *ix, int64_t id, const char *name, size_t len,
 		       int64_t created_us);
 /* The last indexed position (the "indexed to" mark), 0 when empty. */
 int evs__ix_head(evs__ix *ix, uint64_t *out);
-int evs__ix_put_batch(evs__ix *ix, int64_t stream_id, const evs__batch_ref *b);
+/*
+ * Indexes batch b with its b->count event ids: its row, and an event_ids
+ * row per id unless all sort above max_id (then the row keeps their range,
+ * see schema/index.sql).  max_id is the greatest id indexed so far,
+ * updated; batches must come in position order.
+ */
+int evs__ix_put_batch(evs__ix *ix, int64_t stream_id, const evs__batch_ref *b,
+		      const uint8_t *ids, uint8_t max_id[16]);
 int evs__ix_put_id(evs__ix *ix, const uint8_t id[16], uint64_t position);
-/* 0 and *pos when found, EVS_ENOTFOUND when not. */
-int evs__ix_find_id(evs__ix *ix, const uint8_t id[16], uint64_t *pos);
+/*
+ * Where is event id `id`?  0 with *pos (a row of event_ids); 1 with the
+ * only batch whose ids could hold it (*batch: a ranged batch, the id
+ * within its range), which the log must confirm (evs__find_id);
+ * EVS_ENOTFOUND.
+ */
+int evs__ix_find_id(evs__ix *ix, const uint8_t id[16], uint64_t *pos, evs__batch_ref *batch);
 /* The batch with the highest position; EVS_ENOTFOUND when empty. */
 int evs__ix_last_batch(evs__ix *ix, evs__batch_ref *out);
 /* The batch holding `position`; EVS_ENOTFOUND when none. */
@@ -205,6 +217,7 @@ struct evs_store {
 	evs__pid *pids;        /* writer-given ids not yet surely indexed */
 	size_t pids_cap, pids_n;
 	uint8_t max_id[16];    /* no stored id sorts after it (writer.c) */
+	uint8_t ix_max_id[16]; /* nor indexed one (recovery, then the indexer) */
 	uint8_t *zeros;        /* for cutting back failed writes */
 
 	pthread_mutex_t wmu;
@@ -269,6 +282,9 @@ int evs__store_read_begin(evs_store *s, evs__ix **ix_out, uint64_t *head);
 /* Reads and checks the batch `b` into *buf (grown as needed). */
 int evs__read_batch(evs_store *s, const evs__batch_ref *b, uint8_t **buf,
 		    size_t *cap, evs__batch_hdr *h);
+/* The position of event id `id` per index `ix` (a read transaction), the
+ * log confirming an id of a batch in order: 0, EVS_ENOTFOUND or an error. */
+int evs__find_id(evs_store *s, evs__ix *ix, const uint8_t id[16], uint64_t *pos);
 
 /* writer.c: a store with no segment yet gets its first one (at open, so
  * that the first append does not pay for it). */

@@ -106,6 +106,59 @@ void evs__uuid_v7(uint8_t out[16], int64_t now_us)
 		out[i] = (uint8_t)(r2 >> (8 * (i - 9)));
 }
 
+/* The next version 7 id after `id`: +1 over the bits that are neither
+ * version nor variant (the random tail, then rand_a, then the time). */
+static void uuid_v7_inc(uint8_t id[16])
+{
+	for (int i = 15; i >= 9; i--)
+		if (++id[i] != 0)
+			return;
+	if ((id[8] & 0x3f) != 0x3f) {
+		id[8]++;
+		return;
+	}
+	id[8] &= 0xc0;
+	if (++id[7] != 0)
+		return;
+	if ((id[6] & 0x0f) != 0x0f) {
+		id[6]++;
+		return;
+	}
+	id[6] &= 0xf0;
+	for (int i = 5; i >= 0; i--)
+		if (++id[i] != 0)
+			return;
+}
+
+/*
+ * n ids, each after the previous and after every id this process made
+ * before (a random id of the current millisecond, or one past the last if
+ * that is not later): the index keeps ids that come in order as one range
+ * per batch (index.c).
+ */
+void evs__uuid_v7_seq(uint8_t *out, size_t n, int64_t now_us)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	static uint8_t last[16];
+	uint8_t id[16];
+
+	if (n == 0)
+		return;
+	evs__uuid_v7(id, now_us);
+	pthread_mutex_lock(&mu);
+	if (memcmp(id, last, 16) <= 0) {
+		memcpy(id, last, 16);
+		uuid_v7_inc(id);
+	}
+	for (size_t i = 0; i < n; i++) {
+		memcpy(out + 16 * i, id, 16);
+		if (i + 1 < n)
+			uuid_v7_inc(id);
+	}
+	memcpy(last, id, 16);
+	pthread_mutex_unlock(&mu);
+}
+
 size_t evs__id_hash(const uint8_t id[16])
 {
 	/* Every input bit must reach the low bits the table uses: ids may

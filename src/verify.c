@@ -55,9 +55,18 @@ static int check_id(const evs_event *ev, void *ctx)
 
 	if (ev->position > v->head)
 		return 0;
-	rc = evs__ix_find_id(v->ix, ev->id, &pos);
+	evs__batch_ref b;
+	rc = evs__ix_find_id(v->ix, ev->id, &pos, &b);
 	if (rc == 0 && pos == ev->position)
 		return 0;
+	/* in a batch of ordered ids: the index must point at this batch
+	 * (whose ids this pass reads anyway) */
+	if (rc == 1 && ev->position >= b.position && ev->position < b.position + b.count)
+		return 0;
+	if (rc == 1) {
+		rc = 0;
+		pos = b.position;
+	}
 	if (rc != 0 && rc != EVS_ENOTFOUND) {
 		v->err = rc;
 		return 1;

@@ -293,7 +293,7 @@ static int find_id(evs_store *s, const uint8_t *id, uint64_t *pos)
 		if (rc)
 			return rc;
 	}
-	return evs__ix_find_id(s->lix, id, pos);
+	return evs__find_id(s, s->lix, id, pos);
 }
 
 static const char *expect_text(int64_t e, char *buf, size_t n)
@@ -678,7 +678,7 @@ static int encode(evs_store *s, evs__req *r, const evs_new_event *ev, size_t n)
 	size_t room = s->opts.segment_size - EVS__SEG_HDR - EVS__SEAL_SIZE;
 	int64_t now = evs__now_us();
 	uint32_t lens_local[3 * 64], *lens = lens_local;
-	bool any_id = false;
+	bool any_id = false, all_ids = true;
 	int rc = 0;
 
 	if (n > UINT32_MAX)
@@ -743,6 +743,8 @@ static int encode(evs_store *s, evs__req *r, const evs_new_event *ev, size_t n)
 		lens[3 * i + 2] = (uint32_t)dl;
 		if (ev[i].id)
 			any_id = true;
+		else
+			all_ids = false;
 	}
 	r->buf = evs__malloc(len);
 	r->ids = evs__malloc(16 * n);
@@ -755,14 +757,16 @@ static int encode(evs_store *s, evs__req *r, const evs_new_event *ev, size_t n)
 	r->count = (uint32_t)n;
 	r->ids_given = any_id;
 	eoff = EVS__BATCH_HDR + r->stream_len + 1;
+	/* ids for all, overwritten where given: one lock, no random draw per
+	 * event, and the generated ones in order for the index */
+	if (!all_ids)
+		evs__uuid_v7_seq(r->ids, n, now);
 	for (size_t i = 0; i < n; i++) {
 		uint8_t *id = r->ids + 16 * i;
 		uint32_t tl = lens[3 * i], ml = lens[3 * i + 1], dl = lens[3 * i + 2];
 
 		if (ev[i].id)
 			memcpy(id, ev[i].id, 16);
-		else
-			evs__uuid_v7(id, now);
 		evs__rec_encode(r->buf + eoff, id, now,
 				ev[i].schema_version ? ev[i].schema_version : 1, ev[i].type, tl,
 				ev[i].metadata, ml, ev[i].data, dl);

@@ -575,19 +575,19 @@ START_TEST(test_index_format_refused)
 	append_n(s, "order-1", 2, 0);
 	evs_close(s);
 	ck_assert_int_eq(sqlite3_open(ixp, &db), SQLITE_OK);
-	ck_assert_int_eq(sqlite3_exec(db, "UPDATE meta SET value = 2 WHERE key = 'format'",
+	ck_assert_int_eq(sqlite3_exec(db, "UPDATE meta SET value = 3 WHERE key = 'format'",
 				      NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	evs_options o = EVS_OPTIONS_INIT;
 	o.segment_size = 16384;
 	ck_assert_int_eq(evs_open(&s, dir, &o), EVS_ECORRUPT);
-	ck_assert_msg(strstr(evs_errmsg(), "has format 2, this library reads format 1"),
+	ck_assert_msg(strstr(evs_errmsg(), "has format 3, this library reads format 2"),
 		      "message: %s", evs_errmsg());
 	o.read_only = 1;
 	ck_assert_int_eq(evs_open(&s, dir, &o), 0);
 	int n = 0;
 	ck_assert_int_eq(evs_read_all(s, 1, 0, NULL, count_cb, &n), EVS_ECORRUPT);
-	ck_assert_msg(strstr(evs_errmsg(), "has format 2"), "message: %s", evs_errmsg());
+	ck_assert_msg(strstr(evs_errmsg(), "has format 3"), "message: %s", evs_errmsg());
 	evs_close(s);
 	free(ixp);
 }

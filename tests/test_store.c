@@ -26,6 +26,7 @@
  * they record what happened and the main thread asserts on it.
  */
 #include <check.h>
+#include <sqlite3.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1300,6 +1301,88 @@ START_TEST(test_idem_across_reopen)
 	ck_assert_uint_eq(r.first_position, 4);
 	snap_same(&before, g_s);
 	snap_free(&before);
+}
+END_TEST
+
+/* (rows of event_ids, batches kept as id ranges) of the store's index */
+static void id_rows(const char *dir, long long *event_ids, long long *ranges)
+{
+	char path[4200];
+	sqlite3 *db;
+	sqlite3_stmt *st;
+
+	snprintf(path, sizeof(path), "%s/index.db", dir);
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT (SELECT count(*) FROM event_ids), "
+					    "(SELECT count(*) FROM batches WHERE first_id IS NOT NULL)",
+					    -1, &st, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	*event_ids = sqlite3_column_int64(st, 0);
+	*ranges = sqlite3_column_int64(st, 1);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+static void count_problem(const char *problem, void *ctx)
+{
+	(void)problem;
+	(*(int *)ctx)++;
+}
+
+/* Ids in order are indexed as one range per batch, found through the log;
+ * the others one row each; both serve idempotency after a reopen. */
+START_TEST(test_idem_ranges)
+{
+	/* six increasing ids; the batch takes 2, 0 and 4 (not sorted: a range
+	 * is the batch's smallest and largest), so 1 lies inside its range
+	 * without being stored */
+	uint8_t ids[6 * 16];
+	evs_new_event e[3] = {
+		{ "A", "{\"n\":0}", NULL, ids + 32, 0 },
+		{ "A", "{\"n\":1}", NULL, ids, 0 },
+		{ "A", "{\"n\":2}", NULL, ids + 64, 0 },
+	};
+	evs_new_event f = { "A", "{\"n\":3}", NULL, ids + 80, 0 };
+	evs_new_event gap = { "A", "{\"n\":5}", NULL, ids + 16, 0 };
+	evs_new_event other = { "A", "{\"n\":9}", NULL, ids + 64, 0 };
+	evs_new_event gen[2] = { { "G", "{}", NULL, NULL, 0 }, { "G", "{}", NULL, NULL, 0 } };
+	evs_append_result r;
+	long long rows, ranges;
+	int problems = 0;
+
+	evs__uuid_v7_seq(ids, 6, evs__now_us());
+	ck_assert_int_eq(evs_append(g_s, "r-1", EVS_EXPECT_ANY, e, 3, &r), 0);
+	ck_assert_int_eq(evs_append(g_s, "r-2", EVS_EXPECT_ANY, &f, 1, &r), 0);
+	ck_assert_int_eq(evs_append(g_s, "r-3", EVS_EXPECT_ANY, gen, 2, &r), 0);
+	evs_close(g_s);
+	id_rows(g_dir, &rows, &ranges);
+	ck_assert_int_eq(rows, 0);
+	ck_assert_int_eq(ranges, 3);
+
+	g_s = tu_open(g_dir, TEST_SEG, 0);
+	/* a retry of the second event alone: found in its batch's range */
+	ck_assert_int_eq(evs_append(g_s, "r-1", EVS_EXPECT_ANY, &e[1], 1, &r), 0);
+	ck_assert_int_eq(r.idempotent, 1);
+	ck_assert_uint_eq(r.first_position, 2);
+	ck_assert_uint_eq(r.first_version, 2);
+	/* the same id with other data, elsewhere: refused, naming the place */
+	ck_assert_int_eq(evs_append(g_s, "r-9", EVS_EXPECT_ANY, &other, 1, &r), EVS_EINVAL);
+	ck_assert_msg(strstr(evs_errmsg(), "position 3") != NULL, "%s", evs_errmsg());
+	/* an id inside a range but not in its batch is new; out of order, it
+	 * gets an event_ids row */
+	ck_assert_int_eq(evs_append(g_s, "r-4", EVS_EXPECT_ANY, &gap, 1, &r), 0);
+	ck_assert_int_eq(r.idempotent, 0);
+	ck_assert_uint_eq(r.first_position, 7);
+	evs_close(g_s);
+	id_rows(g_dir, &rows, &ranges);
+	ck_assert_int_eq(rows, 1);
+	ck_assert_int_eq(ranges, 3);
+	g_s = tu_open(g_dir, TEST_SEG, 0);
+	ck_assert_int_eq(evs_append(g_s, "r-4", EVS_EXPECT_ANY, &gap, 1, &r), 0);
+	ck_assert_int_eq(r.idempotent, 1);
+	ck_assert_uint_eq(r.first_position, 7);
+	ck_assert_int_eq(evs_verify(g_s, count_problem, NULL, &problems), 0);
+	ck_assert_int_eq(problems, 0);
 }
 END_TEST
 
@@ -2820,6 +2903,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_idem_across_reopen);
 	tcase_add_loop_test(tc, test_idem_refused, 0, REUSE_CASES);
 	tcase_add_test(tc, test_idem_duplicate_in_long_append);
+	tcase_add_test(tc, test_idem_ranges);
 	tcase_add_test(tc, test_id_hash_spreads);
 	suite_add_tcase(s, tc);
 
