@@ -6,6 +6,7 @@
  *   evstore/store.h   open, append, read, verify
  *   evstore/handle.h  command handling: deciders and evs_handle
  *   evstore/upcast.h  versioned events: upcasters, evs_upcast
+ *   evstore/subscribe.h  catch-up subscriptions
  */
 #ifndef EVSTORE_H
 #define EVSTORE_H
@@ -14,5 +15,6 @@
 #include "evstore/store.h"
 #include "evstore/handle.h"
 #include "evstore/upcast.h"
+#include "evstore/subscribe.h"
 
 #endif

@@ -280,6 +280,11 @@ int evs__indexer_push(evs_store *s, evs__pgroup *g, uint64_t acked)
 	atomic_store(&s->visible, acked);
 	if (s->shared)
 		atomic_store_explicit(&s->shared[0], acked, memory_order_release);
+	if (atomic_load(&s->subscribers)) {
+		pthread_mutex_lock(&s->head_mu);
+		pthread_cond_broadcast(&s->head_cv);
+		pthread_mutex_unlock(&s->head_mu);
+	}
 	/* Wake the indexer only when that changes what it does: a signal
 	 * per append would cost the append path a system call. */
 	if (s->ix_idle == IX_IDLE ||
@@ -342,6 +347,22 @@ int evs__indexer_wait(evs_store *s, uint64_t target)
 }
 
 /* ---- the head published in LOCK ---- */
+
+uint64_t evs__store_head_hint(evs_store *s)
+{
+	_Atomic uint64_t *shared;
+
+	if (!s->read_only)
+		return atomic_load(&s->visible);
+	pthread_mutex_lock(&s->pool_mu);
+	if (!s->shared && s->lock_fd >= 0)
+		evs__shared_map(s, s->lock_fd, false);
+	shared = s->shared;
+	pthread_mutex_unlock(&s->pool_mu);
+	if (shared && atomic_load_explicit(&shared[1], memory_order_acquire) == SHARED_MAGIC)
+		return atomic_load_explicit(&shared[0], memory_order_acquire);
+	return UINT64_MAX;
+}
 
 int evs__shared_map(evs_store *s, int fd, bool writer)
 {

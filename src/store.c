@@ -807,6 +807,14 @@ int evs_open(evs_store **out, const char *dir, const evs_options *opts)
 	s->wfd = -1;
 	s->next_stream_id = 1;
 	pthread_mutex_init(&s->wmu, NULL);
+	pthread_mutex_init(&s->head_mu, NULL);
+	{
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&s->head_cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	pthread_mutex_init(&s->seg_mu, NULL);
 	pthread_mutex_init(&s->pool_mu, NULL);
 	s->dir = evs__strdup(dir);
@@ -944,6 +952,8 @@ void evs_close(evs_store *s)
 	if (s->lock_fd >= 0)
 		close(s->lock_fd); /* releases the lock */
 	pthread_mutex_destroy(&s->wmu);
+	pthread_mutex_destroy(&s->head_mu);
+	pthread_cond_destroy(&s->head_cv);
 	pthread_mutex_destroy(&s->seg_mu);
 	pthread_mutex_destroy(&s->pool_mu);
 	evs__free(s->zeros);

@@ -226,6 +226,10 @@ struct evs_store {
 
 	_Atomic uint64_t visible;
 	_Atomic uint64_t indexed;
+	/* subscribe.c waits here for `visible` to move (CLOCK_MONOTONIC) */
+	pthread_mutex_t head_mu;
+	pthread_cond_t head_cv;
+	atomic_int subscribers;
 
 	/* segment.c: the spare segment */
 	bool spare_init, spare_running, spare_want, spare_stop_req, spare_busy, spare_failed;
@@ -299,6 +303,10 @@ void evs__indexer_stop(evs_store *s);
 /* Queues a durable group for the index and publishes `acked` as the
  * acknowledged head.  Takes ownership of g. */
 int evs__indexer_push(evs_store *s, evs__pgroup *g, uint64_t acked);
+/* The last acknowledged position as far as this handle can tell cheaply:
+ * the writer's own, or the one its writer publishes in LOCK for a
+ * read-only handle; UINT64_MAX when there is none to watch. */
+uint64_t evs__store_head_hint(evs_store *s);
 /* Queues a snapshot (copied) for the indexer's next transaction; with no
  * stream, drops every snapshot there instead.  Nothing on a read-only
  * store. */

@@ -633,6 +633,37 @@ run demo "$TMP/demo3" --schemas "$TMP/no-upcaster" --customers 3 --threads 1 --d
 err "demo without the upcaster" 1 "evstore: demo: order-1: AddItem (command order-1:1): expected success, but it was an error: invalid input: decider 'order': evolve returned NULL for stream 'order-1' version 1 (OrderPlaced)"
 
 # ---------------------------------------------------------------------
+# tail: history, then live events from another process
+
+TS=$TMP/tail-store
+run generate "$TS" --events 20 --durability none
+eq "tail: store" 0 "$RC"
+run tail "$TS" --from 19 --count 2
+eq "tail --from 19 --count 2: exit status" 0 "$RC"
+eq "tail --from 19 --count 2: positions" "19 20" "$(grep -o '"position":[0-9]*' <<<"$OUT" | cut -d: -f2 | tr '\n' ' ' | sed 's/ $//')"
+timeout 20 "$EVSTORE" tail "$TS" --count 2 --type Note >"$TMP/tail.out" 2>"$TMP/tail.err" &
+TAIL_PID=$!
+sleep 0.3
+"$EVSTORE" append "$TS" order-1 --type Other '{"n":0}' >/dev/null 2>&1
+"$EVSTORE" append "$TS" order-1 --type Note '{"n":1}' >/dev/null 2>&1
+"$EVSTORE" append "$TS" order-2 --type Note '{"n":2}' >/dev/null 2>&1
+wait "$TAIL_PID"
+eq "tail live: exit status" 0 "$?"
+eq "tail live: only new Note events, in order" '22 {"n":1}
+23 {"n":2}' "$(sed -E 's/^\{"position":([0-9]+),.*"data":(.*)\}$/\1 \2/' "$TMP/tail.out")"
+eq "tail live: stderr" "" "$(<"$TMP/tail.err")"
+"$EVSTORE" tail "$TS" >"$TMP/tail.out" 2>"$TMP/tail.err" &
+TAIL_PID=$!
+sleep 0.3
+kill -INT "$TAIL_PID"
+wait "$TAIL_PID"
+eq "tail: Ctrl-C ends it cleanly" 0 "$?"
+run tail "$TMP/nostore"
+err "tail of a missing store" 1 "evstore: tail: cannot open store '$TMP/nostore'"
+run tail "$TS" --count 0
+err "tail --count 0" 2 "evstore: tail: option '--count': '0' is not a number from 1"
+
+# ---------------------------------------------------------------------
 
 echo
 echo "$passed passed, $failed failed"

@@ -31,6 +31,10 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1600,6 +1604,156 @@ out:
 }
 
 /* ------------------------------------------------------------------ */
+/* tail                                                                */
+
+static const char usage_tail[] =
+	"usage: evstore tail DIR [--from P] [--category C] [--type T]...\n"
+	"                    [--count N] [--upcast [--schemas D]]\n"
+	"\n"
+	"Prints the store's events from position P (default: the end, i.e.\n"
+	"only new ones) as JSON Lines in the format of 'evstore read', then\n"
+	"every event appended after, live, until interrupted (Ctrl-C) or\n"
+	"until N events were printed.  The store is opened read-only, so this\n"
+	"follows a writer in another process; new events show within 50 ms.\n"
+	"\n"
+	"Options:\n"
+	"  --from P       start at position P (1: the whole log)\n"
+	"  --category C   only streams of category C\n"
+	"  --type T       only events of type T; may be repeated\n"
+	"  --count N      stop after N events\n"
+	"  --upcast       data upcast, as for 'evstore read'\n";
+
+struct tail_ctx {
+	struct print_ctx print;
+	uint64_t count, printed;
+	atomic_bool done;
+};
+
+/* evs_event_cb on the subscription's thread: one line, flushed. */
+static int tail_event(const evs_event *ev, void *vctx)
+{
+	struct tail_ctx *t = vctx;
+
+	if (print_event(ev, &t->print) != 0 || fflush(stdout) != 0) {
+		atomic_store(&t->done, true);
+		return 1;
+	}
+	if (t->count && ++t->printed == t->count) {
+		atomic_store(&t->done, true);
+		return 1;
+	}
+	return 0;
+}
+
+static int cmd_tail(const char *cmd, int argc, char **argv)
+{
+	const char *dir = NULL;
+	const char **types;
+	struct schema_args sa = { NULL, 0 };
+	struct tail_ctx t;
+	evs_subscribe_options so = EVS_SUBSCRIBE_OPTIONS_INIT;
+	evs_subscription *sub = NULL;
+	evs_store *store = NULL;
+	uint64_t from = 0;
+	int k, err, rc = RC_OK, upcast = 0, from_given = 0;
+	sigset_t sigs, old;
+	struct args a;
+
+	memset(&t, 0, sizeof t);
+	t.print.cmd = cmd;
+	types = calloc((size_t)argc + 1, sizeof *types);
+	if (!types)
+		return fail(cmd, "out of memory");
+	args_init(&a, cmd, argc, argv);
+	while ((k = args_next(&a)) >= 0) {
+		if (k == 0) {
+			if (dir) {
+				rc = args_extra(&a);
+				goto out;
+			}
+			dir = a.arg;
+		} else if (args_is(&a, "--from")) {
+			if (args_u64(&a, 1, UINT64_MAX, &from) != 0) {
+				rc = RC_USAGE;
+				goto out;
+			}
+			from_given = 1;
+		} else if (args_is(&a, "--count")) {
+			if (args_u64(&a, 1, UINT64_MAX, &t.count) != 0) {
+				rc = RC_USAGE;
+				goto out;
+			}
+		} else if (args_is(&a, "--category")) {
+			if (!(so.filter.category = args_value(&a))) {
+				rc = RC_USAGE;
+				goto out;
+			}
+		} else if (args_is(&a, "--type")) {
+			if (!(types[so.filter.ntypes] = args_value(&a))) {
+				rc = RC_USAGE;
+				goto out;
+			}
+			so.filter.ntypes++;
+		} else if ((k = args_upcast(&a, &upcast, &sa)) != 0) {
+			if (k < 0) {
+				rc = RC_USAGE;
+				goto out;
+			}
+		} else {
+			rc = args_unknown(&a);
+			goto out;
+		}
+	}
+	if (!dir) {
+		rc = usage_error(cmd, "missing DIR");
+		goto out;
+	}
+	if (so.filter.ntypes)
+		so.filter.types = types;
+	rc = open_store(&store, cmd, dir, OPEN_READ, EVS_DURABILITY_SYNC, &sa);
+	if (rc != RC_OK)
+		goto out;
+	if (upcast)
+		t.print.upcast = store;
+	if (!from_given) {
+		evs_stats st;
+		if ((err = evs_stats_get(&st, store)) != 0) {
+			rc = lib_fail(cmd, err, "cannot read the store's head");
+			goto out;
+		}
+		from = st.head_position + 1;
+	}
+	so.from = from;
+	/* the subscription's thread must not take the signals: this one
+	 * waits for them */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, &old);
+	err = evs_subscribe(&sub, store, &so, tail_event, &t);
+	if (err != 0) {
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		rc = lib_fail(cmd, err, "cannot follow the store");
+		goto out;
+	}
+	while (!atomic_load(&t.done)) {
+		struct timespec tick = { 0, 50000000 };
+		if (sigtimedwait(&sigs, NULL, &tick) > 0)
+			break;
+	}
+	err = evs_subscription_stop(sub);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err != 0)
+		rc = lib_fail(cmd, err, "cannot read the store");
+	else if (t.print.failed)
+		rc = RC_FAIL;
+out:
+	evs_close(store);
+	free(types);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
 /* rebuild                                                             */
 
 static const char usage_rebuild[] =
@@ -2385,6 +2539,7 @@ static const char usage_main[] =
 	"  generate DIR               append a generated order workload\n"
 	"  demo [DIR]                 run the orders demo (command handling)\n"
 	"  rebuild DIR --snapshots    drop and retake the decider snapshots\n"
+	"  tail DIR                   print new events as they are appended\n"
 	"  bench                      benchmark against SQLite and the disk\n"
 	"  help [COMMAND]             show the usage of a command\n"
 	"\n"
@@ -2411,6 +2566,7 @@ static const struct command commands[] = {
 	{ "generate", cmd_generate, usage_generate },
 	{ "demo", cmd_demo, usage_demo },
 	{ "rebuild", cmd_rebuild, usage_rebuild },
+	{ "tail", cmd_tail, usage_tail },
 	{ "bench", cmd_bench, usage_bench },
 };
 
