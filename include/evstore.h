@@ -7,6 +7,7 @@
  *   evstore/handle.h  command handling: deciders and evs_handle
  *   evstore/upcast.h  versioned events: upcasters, evs_upcast
  *   evstore/subscribe.h  catch-up subscriptions
+ *   evstore/projection.h SQL projections, read models, queries
  */
 #ifndef EVSTORE_H
 #define EVSTORE_H
@@ -16,5 +17,6 @@
 #include "evstore/handle.h"
 #include "evstore/upcast.h"
 #include "evstore/subscribe.h"
+#include "evstore/projection.h"
 
 #endif

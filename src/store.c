@@ -931,6 +931,7 @@ void evs_close(evs_store *s)
 {
 	if (!s)
 		return;
+	evs__projections_free(s); /* their workers read the store */
 	evs__spare_stop(s);
 	evs__indexer_stop(s);
 	evs__shared_unmap(s);

@@ -20,6 +20,7 @@
 #define EVS_STORE_H
 
 #include "internal.h"
+#include "evstore/subscribe.h"
 
 #define EVS__SEG_HDR 64u
 #define EVS__SEG_MAGIC "EVSSEG\0\1"
@@ -197,6 +198,7 @@ struct evs_store {
 	evs_options opts;
 	evs__schemas *schemas;  /* NULL without opts.schema_dir */
 	evs__upcasters *upcasters;
+	struct evs__projections *projections; /* projection.c */
 	bool read_only;
 	int lock_fd;
 
@@ -303,6 +305,18 @@ void evs__indexer_stop(evs_store *s);
 /* Queues a durable group for the index and publishes `acked` as the
  * acknowledged head.  Takes ownership of g. */
 int evs__indexer_push(evs_store *s, evs__pgroup *g, uint64_t acked);
+/* projection.c: stops the workers and frees every loaded projection. */
+void evs__projections_free(evs_store *s);
+typedef struct evs__projections evs__projections;
+
+/* subscribe.c: evs_subscribe, with `idle` called on the subscription's
+ * thread after each pass over the log, with the next position to look at
+ * (every earlier one was delivered or filtered out). */
+int evs__subscribe_ex(evs_subscription **out, evs_store *s, const evs_subscribe_options *o,
+		      evs_event_cb cb, void (*idle)(void *ctx, uint64_t next), void *ctx);
+/* upcast.c: does (type, version) have an upcaster? */
+bool evs__upcasters_has(evs__upcasters *r, const char *type, size_t tl, uint32_t version);
+
 /* The last acknowledged position as far as this handle can tell cheaply:
  * the writer's own, or the one its writer publishes in LOCK for a
  * read-only handle; UINT64_MAX when there is none to watch. */

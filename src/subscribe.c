@@ -37,6 +37,7 @@ struct evs_subscription {
 	char *category;
 	char **types;
 	evs_event_cb cb;
+	void (*idle)(void *ctx, uint64_t next); /* after each pass (projections) */
 	void *ctx;
 	uint32_t poll_ms;
 	_Atomic uint64_t next;
@@ -123,6 +124,8 @@ static void *sub_main(void *arg)
 		if (head != UINT64_MAX && head >= next)
 			next = head + 1;
 		atomic_store(&sub->next, next);
+		if (sub->idle)
+			sub->idle(sub->ctx, next);
 		if (head == UINT64_MAX)
 			wait_for_head(sub, next); /* no head to watch: poll */
 	}
@@ -131,6 +134,12 @@ static void *sub_main(void *arg)
 
 int evs_subscribe(evs_subscription **out, evs_store *s, const evs_subscribe_options *o,
 		  evs_event_cb cb, void *ctx)
+{
+	return evs__subscribe_ex(out, s, o, cb, NULL, ctx);
+}
+
+int evs__subscribe_ex(evs_subscription **out, evs_store *s, const evs_subscribe_options *o,
+		      evs_event_cb cb, void (*idle)(void *ctx, uint64_t next), void *ctx)
 {
 	evs_subscribe_options defaults = EVS_SUBSCRIBE_OPTIONS_INIT;
 	evs_subscription *sub;
@@ -151,6 +160,7 @@ int evs_subscribe(evs_subscription **out, evs_store *s, const evs_subscribe_opti
 		return evs__err(EVS_ENOMEM, "out of memory subscribing");
 	sub->s = s;
 	sub->cb = cb;
+	sub->idle = idle;
 	sub->ctx = ctx;
 	sub->poll_ms = o->poll_ms ? o->poll_ms : DEFAULT_POLL_MS;
 	atomic_store(&sub->next, o->from ? o->from : 1);

@@ -272,6 +272,16 @@ int evs__upcasters_load_dir(evs__upcasters *r, const char *dir)
 	return rc;
 }
 
+bool evs__upcasters_has(evs__upcasters *r, const char *type, size_t tl, uint32_t version)
+{
+	bool has;
+
+	pthread_mutex_lock(&r->mu);
+	has = r->n && find(r, type, tl, version) != NULL;
+	pthread_mutex_unlock(&r->mu);
+	return has;
+}
+
 /* FNV-1a over (type, from, expression) of every upcaster, in a fixed
  * order. */
 uint64_t evs__upcasters_hash(evs__upcasters *r)

@@ -1,0 +1,114 @@
+/*
+ * evstore/projection.h: SQL projections, their read models and the query
+ * API.
+ *
+ * A projection is a .sql file: plain SQL split into sections by comment
+ * lines, so it reads well in any SQL editor.
+ *
+ *   -- projection: orders          (optional; default: the file's name)
+ *   -- setup
+ *   CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, total INTEGER);
+ *   -- on: OrderPlaced
+ *   INSERT INTO orders (id, total) VALUES (:stream, 0);
+ *   -- on: ItemAdded, ItemRemoved
+ *   UPDATE orders SET total = total + json_extract(:data, '$.price')
+ *    WHERE id = :stream;
+ *   -- query: by_id
+ *   SELECT * FROM orders WHERE id = :id;
+ *
+ * "setup" runs when the read model is opened; an "on" section's statements
+ * run for each event of its types, with these named parameters: :stream,
+ * :version, :position, :type, :schema_version, :event_id, :timestamp (µs),
+ * :data and :metadata (JSON text, for SQLite's JSON functions; the data
+ * upcast to the newest version, see evstore/upcast.h); a "query" is one
+ * SELECT with parameters of its own.  Mistakes (SQL that does not compile,
+ * an unknown parameter, an empty section, a query that writes) are
+ * reported when the file is loaded, with its path and line.
+ *
+ * The read model is <store>/readmodels/<name>.db.  Its table
+ * evs_projection holds the checkpoint (the last position applied) and is
+ * written in the same transaction as the rows the events changed, so each
+ * event changes the read model exactly once, whatever crashes.
+ */
+#ifndef EVSTORE_PROJECTION_H
+#define EVSTORE_PROJECTION_H
+
+#include <jansson.h>
+
+#include "common.h"
+#include "store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EVS_PROJECTION_OPTIONS_VERSION 1
+
+typedef struct evs_projection_options {
+	int version;               /* EVS_PROJECTION_OPTIONS_VERSION */
+	uint32_t batch_size;       /* events per transaction at most; 0: 1000 */
+	/* When the file differs from the one that built the read model:
+	 * 1 rebuilds it from the log when started; 0 keeps serving the old
+	 * one and starting fails. */
+	int rebuild_if_changed;
+} evs_projection_options;
+
+#define EVS_PROJECTION_OPTIONS_INIT { EVS_PROJECTION_OPTIONS_VERSION, 0, 0 }
+
+/*
+ * Loads the projection in file `path` into the store (it stays until the
+ * store closes) and opens its read model; its name (returned in *name_out
+ * if not NULL, valid while the store is open) is how queries reach it.
+ * EVS_EINVAL with "path:line: ..." for a bad file, or a second projection
+ * of the same name.
+ */
+EVS_EXTERN int evs_projection_load(evs_store *store, const char *path,
+				   const evs_projection_options *options, const char **name_out);
+
+/* Starts the workers of every loaded projection (a thread each), from
+ * their checkpoints.  A store opened read-only cannot. */
+EVS_EXTERN int evs_projections_start(evs_store *store);
+
+/* Stops them, committing what they applied.  Returns the first error a
+ * worker stopped on (with its message), else 0. */
+EVS_EXTERN int evs_projections_stop(evs_store *store);
+
+typedef struct evs_projection_status {
+	uint64_t checkpoint;       /* last position applied */
+	uint64_t head;             /* the store's last position */
+	uint64_t lag;              /* head - checkpoint */
+	int running;
+	int out_of_date;           /* built by another version of its file */
+	int failed;                /* an EVS_E* code the worker stopped on, or 0 */
+} evs_projection_status;
+
+EVS_EXTERN int evs_projection_status_get(evs_projection_status *out, evs_store *store,
+					 const char *name);
+
+#define EVS_QUERY_OPTIONS_VERSION 1
+
+typedef struct evs_query_options {
+	int version;               /* EVS_QUERY_OPTIONS_VERSION */
+	uint64_t min_position;     /* wait until the checkpoint reaches it */
+	uint32_t timeout_ms;       /* for that wait; 0: 5000 */
+} evs_query_options;
+
+#define EVS_QUERY_OPTIONS_INIT { EVS_QUERY_OPTIONS_VERSION, 0, 0 }
+
+/*
+ * Runs query `query` of projection `name` with `params` (a JSON object,
+ * borrowed, may be NULL: its members bind the query's :parameters by
+ * name; a parameter without a member binds NULL).  *rows_out is a new
+ * JSON array of row objects; *position_out (may be NULL) the checkpoint
+ * the read model was at.  EVS_ENOTFOUND for an unknown projection or
+ * query, EVS_ETIMEOUT when min_position is not reached in time.
+ */
+EVS_EXTERN int evs_query(evs_store *store, const char *name, const char *query,
+			 const json_t *params, const evs_query_options *options,
+			 json_t **rows_out, uint64_t *position_out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

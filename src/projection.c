@@ -1,0 +1,1072 @@
+/*
+ * projection.c: SQL projections (evstore/projection.h): their files, their
+ * read models, their workers, and queries.
+ *
+ * A worker is a catch-up subscription (subscribe.c) from the checkpoint,
+ * filtered to the types the projection handles.  Events are applied inside
+ * one transaction, which commits with the new checkpoint every batch_size
+ * events and whenever the subscription has caught up (its idle hook), so
+ * the checkpoint and the rows it covers always commit together: after a
+ * crash the read model is exactly as of its checkpoint, and the worker
+ * goes on from there (invariant 5 of DESIGN.md).
+ *
+ * Each read model has two connections: the worker's, which writes, and one
+ * for queries (WAL: queries read the last committed state while the worker
+ * writes), used under a mutex and opened with query_only.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "evstore/projection.h"
+#include "evstore/upcast.h"
+#include "store.h"
+
+#define DEFAULT_BATCH 1000
+#define DEFAULT_QUERY_TIMEOUT_MS 5000
+
+static const char *const event_params[] = {
+	":stream", ":version", ":position", ":type", ":schema_version", ":event_id",
+	":timestamp", ":data", ":metadata",
+};
+enum { P_STREAM = 1, P_VERSION, P_POSITION, P_TYPE, P_SCHEMA_VERSION, P_EVENT_ID,
+       P_TIMESTAMP, P_DATA, P_METADATA, P__N = P_METADATA };
+
+typedef struct stmt_at {
+	sqlite3_stmt *st;
+	int line;
+	int map[32];            /* statement parameter i+1 -> P_* */
+} stmt_at;
+
+typedef struct handler {
+	char *type;
+	stmt_at *st;
+	size_t n;
+} handler;
+
+typedef struct pquery {
+	char *name;
+	sqlite3_stmt *st;
+} pquery;
+
+typedef struct proj {
+	evs_store *s;
+	char *name, *path, *db_path;
+	evs_projection_options opts;
+	uint64_t hash;
+	bool out_of_date;
+	sqlite3 *db, *qdb;
+	handler *h;
+	size_t nh;
+	pquery *q;
+	size_t nq;
+	char *setup;            /* the setup section's SQL */
+	const char **types;     /* the subscription's filter */
+
+	evs_subscription *sub;
+	bool in_tx;
+	uint32_t pending;       /* events applied in the open transaction */
+	uint64_t applied;       /* the last position applied in it */
+	int failed;
+	char errmsg[1024];
+
+	pthread_mutex_t mu;     /* checkpoint, qdb */
+	pthread_cond_t cv;      /* the checkpoint moved */
+	uint64_t checkpoint;
+} proj;
+
+struct evs__projections {
+	proj **p;
+	size_t n, cap;
+};
+
+static uint64_t fnv(const char *t, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)t[i]) * 0x100000001b3ull;
+	return h & 0x7fffffffffffffffull;
+}
+
+static void proj_free(proj *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->nh; i++) {
+		for (size_t k = 0; k < p->h[i].n; k++)
+			sqlite3_finalize(p->h[i].st[k].st);
+		evs__free(p->h[i].st);
+		evs__free(p->h[i].type);
+	}
+	for (size_t i = 0; i < p->nq; i++) {
+		sqlite3_finalize(p->q[i].st);
+		evs__free(p->q[i].name);
+	}
+	evs__free(p->h);
+	evs__free(p->q);
+	evs__free((void *)p->types);
+	sqlite3_close(p->db);
+	sqlite3_close(p->qdb);
+	evs__free(p->setup);
+	evs__free(p->name);
+	evs__free(p->path);
+	evs__free(p->db_path);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cv);
+	evs__free(p);
+}
+
+void evs__projections_free(evs_store *s)
+{
+	evs__projections *r = s->projections;
+
+	if (!r)
+		return;
+	evs_projections_stop(s);
+	for (size_t i = 0; i < r->n; i++)
+		proj_free(r->p[i]);
+	evs__free(r->p);
+	evs__free(r);
+	s->projections = NULL;
+}
+
+static proj *find_proj(evs_store *s, const char *name)
+{
+	evs__projections *r = s->projections;
+
+	for (size_t i = 0; r && i < r->n; i++)
+		if (strcmp(r->p[i]->name, name) == 0)
+			return r->p[i];
+	return NULL;
+}
+
+/* ---- the file ---- */
+
+typedef enum { SEC_NONE, SEC_SETUP, SEC_ON, SEC_QUERY } sec_kind;
+
+/* Is `line` (of length n) a section marker "-- <word>[:] [arg]"?  Returns
+ * the kind and points *arg at the argument (trimmed, may be empty). */
+static sec_kind marker(const char *line, size_t n, const char **arg, size_t *argn,
+		       bool *is_name)
+{
+	static const struct { const char *w; sec_kind k; bool name; } words[] = {
+		{ "projection", SEC_NONE, true }, { "setup", SEC_SETUP, false },
+		{ "on", SEC_ON, false }, { "query", SEC_QUERY, false },
+	};
+	size_t i = 0;
+
+	*is_name = false;
+	if (n < 2 || line[0] != '-' || line[1] != '-')
+		return SEC_NONE;
+	for (i = 2; i < n && (line[i] == ' ' || line[i] == '\t'); i++)
+		;
+	for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++) {
+		size_t wl = strlen(words[w].w), j = i + wl;
+		if (n - i < wl || memcmp(line + i, words[w].w, wl) != 0)
+			continue;
+		if (j < n && line[j] != ':' && line[j] != ' ' && line[j] != '\t')
+			continue;
+		if (j < n && line[j] == ':')
+			j++;
+		while (j < n && (line[j] == ' ' || line[j] == '\t'))
+			j++;
+		size_t e = n;
+		while (e > j && (line[e - 1] == ' ' || line[e - 1] == '\t' || line[e - 1] == '\r'))
+			e--;
+		*arg = line + j;
+		*argn = e - j;
+		*is_name = words[w].name;
+		return words[w].k == SEC_NONE ? SEC_NONE : words[w].k;
+	}
+	return SEC_NONE;
+}
+
+/* Prepares every statement of `sql` (starting at file line `line0`),
+ * calling `take` with each.  Lines in messages are the file's. */
+typedef int (*take_fn)(proj *p, void *ctx, sqlite3_stmt *st, int line);
+
+static int prepare_all(proj *p, const char *sql, int line0, take_fn take, void *ctx,
+		       int *count)
+{
+	const char *at = sql;
+	int line = line0;       /* the file's line at `at` */
+
+	*count = 0;
+	for (;;) {
+		sqlite3_stmt *st = NULL;
+		const char *tail = NULL;
+		int rc;
+
+		/* to the statement: past blanks, ';' and comments */
+		while (*at) {
+			if (*at == '\n') {
+				line++;
+				at++;
+			} else if (*at == ' ' || *at == '\t' || *at == '\r' || *at == ';') {
+				at++;
+			} else if (at[0] == '-' && at[1] == '-') {
+				while (*at && *at != '\n')
+					at++;
+			} else {
+				break;
+			}
+		}
+		if (!*at)
+			return 0;
+		if (sqlite3_prepare_v2(p->db, at, -1, &st, &tail) != SQLITE_OK)
+			return evs__err(EVS_EINVAL, "%s:%d: %s", p->path, line, sqlite3_errmsg(p->db));
+		if (!st)
+			return 0;
+		if ((rc = take(p, ctx, st, line)) != 0)
+			return rc;
+		(*count)++;
+		for (; at < tail; at++)
+			if (*at == '\n')
+				line++;
+	}
+}
+
+/* A setup statement runs at once. */
+static int take_setup(proj *p, void *ctx, sqlite3_stmt *st, int line)
+{
+	int rc;
+
+	(void)ctx;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		;
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return evs__err(EVS_EINVAL, "%s:%d: setup: %s", p->path, line, sqlite3_errmsg(p->db));
+	return 0;
+}
+
+static int take_handler(proj *p, void *ctx, sqlite3_stmt *st, int line)
+{
+	handler *h = ctx;
+	stmt_at *sa;
+	int np = sqlite3_bind_parameter_count(st);
+
+	if (np > 32) {
+		sqlite3_finalize(st);
+		return evs__err(EVS_EINVAL, "%s:%d: too many parameters", p->path, line);
+	}
+	sa = evs__realloc(h->st, (h->n + 1) * sizeof(*sa));
+	if (!sa) {
+		sqlite3_finalize(st);
+		return evs__err(EVS_ENOMEM, "out of memory loading %s", p->path);
+	}
+	h->st = sa;
+	sa = &h->st[h->n++];
+	memset(sa, 0, sizeof(*sa));
+	sa->st = st;
+	sa->line = line;
+	for (int i = 1; i <= np; i++) {
+		const char *name = sqlite3_bind_parameter_name(st, i);
+		int k;
+		for (k = 0; k < P__N; k++)
+			if (name && strcmp(name, event_params[k]) == 0)
+				break;
+		if (k == P__N)
+			return evs__err(EVS_EINVAL, "%s:%d: unknown parameter '%s' (a handler has "
+					":stream, :version, :position, :type, :schema_version, "
+					":event_id, :timestamp, :data and :metadata)", p->path, line,
+					name ? name : "?");
+		sa->map[i - 1] = k + 1;
+	}
+	return 0;
+}
+
+static int take_query(proj *p, void *ctx, sqlite3_stmt *st, int line)
+{
+	pquery *q = ctx;
+
+	if (q->st) {
+		sqlite3_finalize(st);
+		return evs__err(EVS_EINVAL, "%s:%d: query '%s' has more than one statement",
+				p->path, line, q->name);
+	}
+	if (!sqlite3_stmt_readonly(st)) {
+		sqlite3_finalize(st);
+		return evs__err(EVS_EINVAL, "%s:%d: query '%s' writes; a query may only read",
+				p->path, line, q->name);
+	}
+	q->st = st;
+	return 0;
+}
+
+typedef struct section {
+	sec_kind kind;
+	char *arg;
+	int line;               /* of the marker */
+	char *sql;
+} section;
+
+static void sections_free(section *sec, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		evs__free(sec[i].arg);
+		evs__free(sec[i].sql);
+	}
+	evs__free(sec);
+}
+
+/* Splits the file into sections; the name from "-- projection:". */
+static int split(proj *p, const char *text, section **out, size_t *nout, char **name)
+{
+	section *sec = NULL;
+	size_t n = 0;
+	int line = 0;
+	const char *at = text;
+
+	*name = NULL;
+	while (*at) {
+		const char *eol = strchr(at, '\n'), *arg;
+		size_t len = eol ? (size_t)(eol - at) : strlen(at), argn;
+		bool is_name;
+		sec_kind k = marker(at, len, &arg, &argn, &is_name);
+
+		line++;
+		if (is_name) {
+			evs__free(*name);
+			if (!(*name = evs__malloc(argn + 1)))
+				goto nomem;
+			memcpy(*name, arg, argn);
+			(*name)[argn] = '\0';
+		} else if (k != SEC_NONE) {
+			section *ns = evs__realloc(sec, (n + 1) * sizeof(*ns));
+			if (!ns)
+				goto nomem;
+			sec = ns;
+			memset(&sec[n], 0, sizeof(sec[n]));
+			sec[n].kind = k;
+			sec[n].line = line;
+			if (!(sec[n].arg = evs__malloc(argn + 1)) || !(sec[n].sql = evs__strdup(""))) {
+				n++;
+				goto nomem;
+			}
+			memcpy(sec[n].arg, arg, argn);
+			sec[n].arg[argn] = '\0';
+			n++;
+		} else if (n > 0) {
+			size_t have = strlen(sec[n - 1].sql);
+			char *t = evs__realloc(sec[n - 1].sql, have + len + 2);
+			if (!t)
+				goto nomem;
+			memcpy(t + have, at, len);
+			t[have + len] = '\n';
+			t[have + len + 1] = '\0';
+			sec[n - 1].sql = t;
+		} else {
+			size_t i = 0;
+			while (i < len && (at[i] == ' ' || at[i] == '\t' || at[i] == '\r'))
+				i++;
+			if (i < len && !(len - i >= 2 && at[i] == '-' && at[i + 1] == '-')) {
+				sections_free(sec, n);
+				evs__free(*name);
+				*name = NULL;
+				return evs__err(EVS_EINVAL, "%s:%d: SQL before the first section (start "
+						"one with '-- setup', '-- on: Type' or '-- query: name')",
+						p->path, line);
+			}
+		}
+		at = eol ? eol + 1 : at + len;
+	}
+	*out = sec;
+	*nout = n;
+	return 0;
+nomem:
+	sections_free(sec, n);
+	evs__free(*name);
+	*name = NULL;
+	return evs__err(EVS_ENOMEM, "out of memory loading %s", p->path);
+}
+
+static handler *handler_for(proj *p, const char *type)
+{
+	handler *h;
+
+	for (size_t i = 0; i < p->nh; i++)
+		if (strcmp(p->h[i].type, type) == 0)
+			return &p->h[i];
+	h = evs__realloc(p->h, (p->nh + 1) * sizeof(*h));
+	if (!h)
+		return NULL;
+	p->h = h;
+	h = &p->h[p->nh];
+	memset(h, 0, sizeof(*h));
+	if (!(h->type = evs__strdup(type)))
+		return NULL;
+	p->nh++;
+	return h;
+}
+
+/* ---- the read model ---- */
+
+static int db_err(proj *p, sqlite3 *db, const char *what)
+{
+	return evs__err(EVS_EIO, "read model %s: %s: %s", p->db_path, what, sqlite3_errmsg(db));
+}
+
+static int read_checkpoint(proj *p, uint64_t *pos, uint64_t *hash)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*pos = 0;
+	*hash = 0;
+	if (sqlite3_prepare_v2(p->db, "SELECT position, definition_hash FROM evs_projection "
+			       "WHERE name = ?1", -1, &st, NULL) != SQLITE_OK)
+		return db_err(p, p->db, "read checkpoint");
+	sqlite3_bind_text(st, 1, p->name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*pos = (uint64_t)sqlite3_column_int64(st, 0);
+		*hash = (uint64_t)sqlite3_column_int64(st, 1);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_err(p, p->db, "read checkpoint");
+}
+
+static int write_checkpoint(proj *p, uint64_t pos)
+{
+	char q[256];
+
+	snprintf(q, sizeof(q), "INSERT INTO evs_projection (name, position, definition_hash) "
+		 "VALUES (?1, %" PRIu64 ", %" PRIu64 ") ON CONFLICT (name) DO UPDATE SET "
+		 "position = excluded.position, definition_hash = excluded.definition_hash",
+		 pos, p->hash);
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(p->db, q, -1, &st, NULL) != SQLITE_OK)
+		return db_err(p, p->db, "write checkpoint");
+	sqlite3_bind_text(st, 1, p->name, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_err(p, p->db, "write checkpoint");
+}
+
+/* Opens (creating) the read model, runs setup, prepares everything. */
+static int open_model(proj *p, section *sec, size_t nsec)
+{
+	char dir[4200];
+	uint64_t pos, hash;
+	int rc, count;
+
+	snprintf(dir, sizeof(dir), "%s/readmodels", p->s->dir);
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+		return evs__err_sys(errno, "create", dir);
+	if (sqlite3_open(p->db_path, &p->db) != SQLITE_OK)
+		return db_err(p, p->db, "open");
+	sqlite3_busy_timeout(p->db, 5000);
+	if (sqlite3_exec(p->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+			 "CREATE TABLE IF NOT EXISTS evs_projection (name TEXT PRIMARY KEY, "
+			 "position INTEGER NOT NULL, definition_hash INTEGER NOT NULL)",
+			 NULL, NULL, NULL) != SQLITE_OK)
+		return db_err(p, p->db, "set up");
+	if ((rc = read_checkpoint(p, &pos, &hash)) != 0)
+		return rc;
+	p->out_of_date = pos > 0 && hash != p->hash;
+	p->checkpoint = pos;
+	for (size_t i = 0; i < nsec; i++)
+		if (sec[i].kind == SEC_SETUP &&
+		    (rc = prepare_all(p, sec[i].sql, sec[i].line + 1, take_setup, NULL, &count)) != 0)
+			return rc;
+	for (size_t i = 0; i < nsec; i++) {
+		if (sec[i].kind == SEC_ON) {
+			char *types = sec[i].arg, *save = NULL;
+			if (!*types)
+				return evs__err(EVS_EINVAL, "%s:%d: '-- on:' names no event type",
+						p->path, sec[i].line);
+			for (char *t = strtok_r(types, ", \t", &save); t; t = strtok_r(NULL, ", \t",
+										       &save)) {
+				size_t tl;
+				if (evs__check_type_name(t, &tl) != 0)
+					return evs__err(EVS_EINVAL, "%s:%d: bad event type '%s'",
+							p->path, sec[i].line, t);
+				handler *h = handler_for(p, t);
+				if (!h)
+					return evs__err(EVS_ENOMEM, "out of memory loading %s", p->path);
+				if ((rc = prepare_all(p, sec[i].sql, sec[i].line + 1, take_handler, h,
+						      &count)) != 0)
+					return rc;
+				if (count == 0)
+					return evs__err(EVS_EINVAL, "%s:%d: the handler of '%s' has no "
+							"statement", p->path, sec[i].line, t);
+			}
+		} else if (sec[i].kind == SEC_QUERY) {
+			pquery *q = evs__realloc(p->q, (p->nq + 1) * sizeof(*q));
+			if (!q)
+				return evs__err(EVS_ENOMEM, "out of memory loading %s", p->path);
+			p->q = q;
+			q = &p->q[p->nq++];
+			memset(q, 0, sizeof(*q));
+			if (!(q->name = evs__strdup(sec[i].arg)))
+				return evs__err(EVS_ENOMEM, "out of memory loading %s", p->path);
+			if (!*q->name)
+				return evs__err(EVS_EINVAL, "%s:%d: '-- query:' has no name", p->path,
+						sec[i].line);
+			for (size_t k = 0; k + 1 < p->nq; k++)
+				if (strcmp(p->q[k].name, q->name) == 0)
+					return evs__err(EVS_EINVAL, "%s:%d: a second query '%s'",
+							p->path, sec[i].line, q->name);
+			if ((rc = prepare_all(p, sec[i].sql, sec[i].line + 1, take_query, q,
+					      &count)) != 0)
+				return rc;
+			if (!q->st)
+				return evs__err(EVS_EINVAL, "%s:%d: query '%s' has no statement",
+						p->path, sec[i].line, q->name);
+		}
+	}
+	/* queries run on a connection of their own that cannot write */
+	if (sqlite3_open_v2(p->db_path, &p->qdb, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
+	    sqlite3_exec(p->qdb, "PRAGMA query_only=1", NULL, NULL, NULL) != SQLITE_OK)
+		return db_err(p, p->qdb, "open for queries");
+	sqlite3_busy_timeout(p->qdb, 5000);
+	for (size_t i = 0; i < p->nq; i++) {
+		sqlite3_stmt *st;
+		if (sqlite3_prepare_v2(p->qdb, sqlite3_sql(p->q[i].st), -1, &st, NULL) != SQLITE_OK)
+			return db_err(p, p->qdb, "prepare a query");
+		sqlite3_finalize(p->q[i].st);
+		p->q[i].st = st;
+	}
+	if (!(p->types = evs__calloc(p->nh ? p->nh : 1, sizeof(*p->types))))
+		return evs__err(EVS_ENOMEM, "out of memory loading %s", p->path);
+	for (size_t i = 0; i < p->nh; i++)
+		p->types[i] = p->h[i].type;
+	return 0;
+}
+
+int evs_projection_load(evs_store *s, const char *path, const evs_projection_options *o,
+			const char **name_out)
+{
+	evs_projection_options opts = EVS_PROJECTION_OPTIONS_INIT;
+	section *sec = NULL;
+	size_t nsec = 0, size;
+	char *text = NULL, *name = NULL;
+	proj *p;
+	int rc;
+
+	evs__err_clear();
+	if (name_out)
+		*name_out = NULL;
+	if (!s || !path)
+		return evs__err(EVS_EINVAL, "evs_projection_load: NULL argument");
+	if (o) {
+		if (o->version != EVS_PROJECTION_OPTIONS_VERSION)
+			return evs__err(EVS_EINVAL, "evs_projection_load: options version %d, "
+					"expected %d", o->version, EVS_PROJECTION_OPTIONS_VERSION);
+		opts = *o;
+	}
+	if (!opts.batch_size)
+		opts.batch_size = DEFAULT_BATCH;
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return evs__err(EVS_EINVAL, "projection %s: %s", path, strerror(errno));
+	fseek(f, 0, SEEK_END);
+	size = (size_t)ftell(f);
+	fseek(f, 0, SEEK_SET);
+	text = evs__malloc(size + 1);
+	if (text && fread(text, 1, size, f) != size) {
+		evs__free(text);
+		text = NULL;
+	}
+	fclose(f);
+	if (!text)
+		return evs__err(EVS_EIO, "projection %s: cannot read it", path);
+	text[size] = '\0';
+
+	if (!(p = evs__calloc(1, sizeof(*p)))) {
+		evs__free(text);
+		return evs__err(EVS_ENOMEM, "out of memory loading %s", path);
+	}
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	p->s = s;
+	p->opts = opts;
+	p->hash = fnv(text, size);
+	if (!(p->path = evs__strdup(path))) {
+		rc = evs__err(EVS_ENOMEM, "out of memory loading %s", path);
+		goto fail;
+	}
+	if ((rc = split(p, text, &sec, &nsec, &name)) != 0)
+		goto fail;
+	if (!name) {
+		const char *b = strrchr(path, '/');
+		b = b ? b + 1 : path;
+		size_t bl = strlen(b);
+		if (bl > 4 && strcmp(b + bl - 4, ".sql") == 0)
+			bl -= 4;
+		if ((name = evs__malloc(bl + 1))) {
+			memcpy(name, b, bl);
+			name[bl] = '\0';
+		}
+	}
+	p->name = name;
+	if (!name || !*name || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				      "0123456789_-") != strlen(name)) {
+		rc = evs__err(EVS_EINVAL, "%s: the projection's name '%s' must be letters, digits, "
+			      "'_' and '-'", path, name ? name : "");
+		goto fail;
+	}
+	if (find_proj(s, name)) {
+		rc = evs__err(EVS_EINVAL, "%s: a projection named '%s' is loaded already", path,
+			      name);
+		goto fail;
+	}
+	size_t dl = strlen(s->dir) + strlen(name) + 20;
+	if (!(p->db_path = evs__malloc(dl))) {
+		rc = evs__err(EVS_ENOMEM, "out of memory loading %s", path);
+		goto fail;
+	}
+	snprintf(p->db_path, dl, "%s/readmodels/%s.db", s->dir, name);
+	if ((rc = open_model(p, sec, nsec)) != 0)
+		goto fail;
+	if (!s->projections && !(s->projections = evs__calloc(1, sizeof(*s->projections)))) {
+		rc = evs__err(EVS_ENOMEM, "out of memory loading %s", path);
+		goto fail;
+	}
+	evs__projections *r = s->projections;
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? 2 * r->cap : 8;
+		proj **np = evs__realloc(r->p, cap * sizeof(*np));
+		if (!np) {
+			rc = evs__err(EVS_ENOMEM, "out of memory loading %s", path);
+			goto fail;
+		}
+		r->p = np;
+		r->cap = cap;
+	}
+	r->p[r->n++] = p;
+	if (name_out)
+		*name_out = p->name;
+	sections_free(sec, nsec);
+	evs__free(text);
+	return 0;
+fail:
+	sections_free(sec, nsec);
+	evs__free(text);
+	proj_free(p);
+	return rc;
+}
+
+/* ---- the worker ---- */
+
+static void set_checkpoint(proj *p, uint64_t pos)
+{
+	pthread_mutex_lock(&p->mu);
+	p->checkpoint = pos;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+static int commit(proj *p, uint64_t pos)
+{
+	if (!p->in_tx && pos <= p->checkpoint)
+		return 0;
+	if (!p->in_tx && sqlite3_exec(p->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return db_err(p, p->db, "begin");
+	p->in_tx = true;
+	int rc = write_checkpoint(p, pos);
+	if (!rc && sqlite3_exec(p->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		rc = db_err(p, p->db, "commit");
+	if (rc) {
+		sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
+		p->in_tx = false;
+		return rc;
+	}
+	p->in_tx = false;
+	p->pending = 0;
+	set_checkpoint(p, pos);
+	return 0;
+}
+
+static void fail_worker(proj *p, int rc)
+{
+	if (p->in_tx)
+		sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
+	p->in_tx = false;
+	p->failed = rc;
+	snprintf(p->errmsg, sizeof(p->errmsg), "projection '%s': %s", p->name, evs_errmsg());
+}
+
+static int apply_event(const evs_event *ev, void *ctx)
+{
+	proj *p = ctx;
+	char type[256], id[37];
+	json_t *up = NULL;
+	char *data_text = NULL;
+	uint32_t version = ev->schema_version;
+	handler *h = NULL;
+	int rc = 0;
+
+	if (p->failed)
+		return 1;
+	snprintf(type, sizeof(type), "%.*s", (int)ev->type_len, ev->type);
+	for (size_t i = 0; i < p->nh && !h; i++)
+		if (strcmp(p->h[i].type, type) == 0)
+			h = &p->h[i];
+	if (!h)
+		return 0;
+	if (evs__upcasters_has(p->s->upcasters, ev->type, ev->type_len, ev->schema_version)) {
+		if ((rc = evs_upcast(p->s, ev, &up, &version)) != 0 ||
+		    !(data_text = json_dumps(up, JSON_COMPACT))) {
+			json_decref(up);
+			fail_worker(p, rc ? rc : evs__err(EVS_ENOMEM, "out of memory upcasting"));
+			return 1;
+		}
+	}
+	if (!p->in_tx && sqlite3_exec(p->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		rc = db_err(p, p->db, "begin");
+		goto out;
+	}
+	p->in_tx = true;
+	evs_uuid_format(id, ev->id);
+	for (size_t k = 0; k < h->n && !rc; k++) {
+		sqlite3_stmt *st = h->st[k].st;
+		int np = sqlite3_bind_parameter_count(st);
+		for (int i = 1; i <= np; i++) {
+			switch (h->st[k].map[i - 1]) {
+			case P_STREAM:
+				sqlite3_bind_text(st, i, ev->stream, (int)ev->stream_len, SQLITE_STATIC);
+				break;
+			case P_VERSION:
+				sqlite3_bind_int64(st, i, (int64_t)ev->version);
+				break;
+			case P_POSITION:
+				sqlite3_bind_int64(st, i, (int64_t)ev->position);
+				break;
+			case P_TYPE:
+				sqlite3_bind_text(st, i, ev->type, (int)ev->type_len, SQLITE_STATIC);
+				break;
+			case P_SCHEMA_VERSION:
+				sqlite3_bind_int64(st, i, version);
+				break;
+			case P_EVENT_ID:
+				sqlite3_bind_text(st, i, id, 36, SQLITE_STATIC);
+				break;
+			case P_TIMESTAMP:
+				sqlite3_bind_int64(st, i, ev->timestamp_us);
+				break;
+			case P_DATA:
+				if (data_text)
+					sqlite3_bind_text(st, i, data_text, -1, SQLITE_STATIC);
+				else
+					sqlite3_bind_text(st, i, ev->data, (int)ev->data_len, SQLITE_STATIC);
+				break;
+			case P_METADATA:
+				if (ev->metadata_len)
+					sqlite3_bind_text(st, i, ev->metadata, (int)ev->metadata_len,
+							  SQLITE_STATIC);
+				else
+					sqlite3_bind_null(st, i);
+				break;
+			}
+		}
+		int r = sqlite3_step(st);
+		while (r == SQLITE_ROW)
+			r = sqlite3_step(st);
+		if (r != SQLITE_DONE)
+			rc = evs__err(EVS_EINVAL, "%s:%d: on %s at stream '%.*s' version %" PRIu64
+				      " (position %" PRIu64 "): %s", p->path, h->st[k].line, type,
+				      (int)ev->stream_len, ev->stream, ev->version, ev->position,
+				      sqlite3_errmsg(p->db));
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+	}
+	if (!rc) {
+		p->applied = ev->position;
+		if (++p->pending >= p->opts.batch_size)
+			rc = commit(p, ev->position);
+	}
+out:
+	json_decref(up);
+	if (data_text) {
+		json_free_t jfree;
+		json_get_alloc_funcs(NULL, &jfree);
+		jfree(data_text);
+	}
+	if (rc) {
+		fail_worker(p, rc);
+		return 1;
+	}
+	return 0;
+}
+
+/* Caught up: commit, with the checkpoint past every event looked at. */
+static void caught_up(void *ctx, uint64_t next)
+{
+	proj *p = ctx;
+	int rc;
+
+	if (p->failed || next <= 1)
+		return;
+	if ((rc = commit(p, next - 1)) != 0)
+		fail_worker(p, rc);
+}
+
+static int rebuild_model(proj *p)
+{
+	/* the file changed: the rows it built are wrong; empty every table
+	 * but the checkpoint, which starts over */
+	sqlite3_stmt *st;
+	char **names = NULL;
+	size_t n = 0;
+	int rc = 0;
+
+	if (sqlite3_prepare_v2(p->db, "SELECT name FROM sqlite_master WHERE type = 'table' AND "
+			       "name NOT LIKE 'sqlite_%' AND name != 'evs_projection'", -1, &st,
+			       NULL) != SQLITE_OK)
+		return db_err(p, p->db, "list tables");
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		char **nn = evs__realloc(names, (n + 1) * sizeof(*nn));
+		if (!nn)
+			break;
+		names = nn;
+		names[n++] = evs__strdup((const char *)sqlite3_column_text(st, 0));
+	}
+	sqlite3_finalize(st);
+	sqlite3_exec(p->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	for (size_t i = 0; i < n && !rc; i++) {
+		char *q = sqlite3_mprintf("DELETE FROM \"%w\"", names[i] ? names[i] : "");
+		if (!q || sqlite3_exec(p->db, q, NULL, NULL, NULL) != SQLITE_OK)
+			rc = db_err(p, p->db, "empty the read model");
+		sqlite3_free(q);
+	}
+	if (!rc && sqlite3_exec(p->db, "DELETE FROM evs_projection", NULL, NULL, NULL) != SQLITE_OK)
+		rc = db_err(p, p->db, "reset the checkpoint");
+	sqlite3_exec(p->db, rc ? "ROLLBACK" : "COMMIT", NULL, NULL, NULL);
+	for (size_t i = 0; i < n; i++)
+		evs__free(names[i]);
+	evs__free(names);
+	if (!rc) {
+		p->out_of_date = false;
+		set_checkpoint(p, 0);
+	}
+	return rc;
+}
+
+int evs_projections_start(evs_store *s)
+{
+	evs__projections *r;
+	int rc = 0;
+
+	evs__err_clear();
+	if (!s)
+		return evs__err(EVS_EINVAL, "evs_projections_start: no store");
+	r = s->projections;
+	for (size_t i = 0; r && i < r->n && !rc; i++) {
+		proj *p = r->p[i];
+		evs_subscribe_options so = EVS_SUBSCRIBE_OPTIONS_INIT;
+
+		if (p->sub)
+			continue;
+		if (p->out_of_date) {
+			if (!p->opts.rebuild_if_changed) {
+				rc = evs__err(EVS_EINVAL, "projection '%s': its read model %s was built "
+					      "by another version of %s; rebuild it "
+					      "(rebuild_if_changed) or serve it without starting",
+					      p->name, p->db_path, p->path);
+				break;
+			}
+			if ((rc = rebuild_model(p)) != 0)
+				break;
+		}
+		p->failed = 0;
+		so.from = p->checkpoint + 1;
+		so.filter.types = p->types;
+		so.filter.ntypes = p->nh;
+		if (p->nh == 0) {
+			so.filter.types = NULL;
+		}
+		rc = evs__subscribe_ex(&p->sub, s, &so, apply_event, caught_up, p);
+	}
+	return rc;
+}
+
+int evs_projections_stop(evs_store *s)
+{
+	evs__projections *r = s ? s->projections : NULL;
+	int first = 0;
+	char msg[1024] = "";
+
+	for (size_t i = 0; r && i < r->n; i++) {
+		proj *p = r->p[i];
+		if (!p->sub)
+			continue;
+		evs_subscription_stop(p->sub);
+		p->sub = NULL;
+		if (!p->failed && p->in_tx) {
+			int rc = commit(p, p->applied);
+			if (rc)
+				fail_worker(p, rc);
+		}
+		if (p->failed && !first) {
+			first = p->failed;
+			snprintf(msg, sizeof(msg), "%s", p->errmsg);
+		}
+	}
+	if (first)
+		evs__err(first, "%s", msg);
+	return first;
+}
+
+int evs_projection_status_get(evs_projection_status *out, evs_store *s, const char *name)
+{
+	proj *p;
+	evs_stats st;
+	int rc;
+
+	evs__err_clear();
+	if (!out || !s || !name)
+		return evs__err(EVS_EINVAL, "evs_projection_status_get: NULL argument");
+	memset(out, 0, sizeof(*out));
+	if (!(p = find_proj(s, name)))
+		return evs__err(EVS_ENOTFOUND, "no projection '%s' is loaded", name);
+	if ((rc = evs_stats_get(&st, s)) != 0)
+		return rc;
+	pthread_mutex_lock(&p->mu);
+	out->checkpoint = p->checkpoint;
+	pthread_mutex_unlock(&p->mu);
+	out->head = st.head_position;
+	out->lag = out->head > out->checkpoint ? out->head - out->checkpoint : 0;
+	out->running = p->sub != NULL;
+	out->out_of_date = p->out_of_date;
+	out->failed = p->failed;
+	return 0;
+}
+
+/* ---- queries ---- */
+
+static json_t *column_json(sqlite3_stmt *st, int i)
+{
+	switch (sqlite3_column_type(st, i)) {
+	case SQLITE_INTEGER:
+		return json_integer(sqlite3_column_int64(st, i));
+	case SQLITE_FLOAT:
+		return json_real(sqlite3_column_double(st, i));
+	case SQLITE_TEXT:
+		return json_stringn((const char *)sqlite3_column_text(st, i),
+				    (size_t)sqlite3_column_bytes(st, i));
+	case SQLITE_BLOB:
+		return json_stringn((const char *)sqlite3_column_blob(st, i),
+				    (size_t)sqlite3_column_bytes(st, i));
+	default:
+		return json_null();
+	}
+}
+
+static int bind_param(sqlite3_stmt *st, int i, const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_INTEGER:
+		return sqlite3_bind_int64(st, i, json_integer_value(v));
+	case JSON_REAL:
+		return sqlite3_bind_double(st, i, json_real_value(v));
+	case JSON_STRING:
+		return sqlite3_bind_text(st, i, json_string_value(v), (int)json_string_length(v),
+					 SQLITE_TRANSIENT);
+	case JSON_TRUE:
+		return sqlite3_bind_int(st, i, 1);
+	case JSON_FALSE:
+		return sqlite3_bind_int(st, i, 0);
+	case JSON_NULL:
+		return sqlite3_bind_null(st, i);
+	default: {
+		char *t = json_dumps(v, JSON_COMPACT);
+		int rc = sqlite3_bind_text(st, i, t ? t : "null", -1, SQLITE_TRANSIENT);
+		free(t);
+		return rc;
+	}
+	}
+}
+
+int evs_query(evs_store *s, const char *name, const char *query, const json_t *params,
+	      const evs_query_options *o, json_t **rows_out, uint64_t *position_out)
+{
+	evs_query_options opts = EVS_QUERY_OPTIONS_INIT;
+	pquery *q = NULL;
+	json_t *rows;
+	proj *p;
+	int rc = 0, r;
+
+	evs__err_clear();
+	if (rows_out)
+		*rows_out = NULL;
+	if (!s || !name || !query || !rows_out)
+		return evs__err(EVS_EINVAL, "evs_query: NULL argument");
+	if (o) {
+		if (o->version != EVS_QUERY_OPTIONS_VERSION)
+			return evs__err(EVS_EINVAL, "evs_query: options version %d, expected %d",
+					o->version, EVS_QUERY_OPTIONS_VERSION);
+		opts = *o;
+	}
+	if (params && !json_is_object(params))
+		return evs__err(EVS_EINVAL, "evs_query: params must be a JSON object");
+	if (!(p = find_proj(s, name)))
+		return evs__err(EVS_ENOTFOUND, "no projection '%s' is loaded", name);
+	for (size_t i = 0; i < p->nq && !q; i++)
+		if (strcmp(p->q[i].name, query) == 0)
+			q = &p->q[i];
+	if (!q)
+		return evs__err(EVS_ENOTFOUND, "projection '%s' has no query '%s'", name, query);
+
+	pthread_mutex_lock(&p->mu);
+	if (opts.min_position && p->checkpoint < opts.min_position) {
+		struct timespec until;
+		uint32_t ms = opts.timeout_ms ? opts.timeout_ms : DEFAULT_QUERY_TIMEOUT_MS;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += ms / 1000;
+		until.tv_nsec += (long)(ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		while (p->checkpoint < opts.min_position &&
+		       pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0)
+			;
+		if (p->checkpoint < opts.min_position) {
+			rc = evs__err(EVS_ETIMEOUT, "projection '%s' is at position %" PRIu64
+				      ", not yet %" PRIu64 ", after %u ms", name, p->checkpoint,
+				      opts.min_position, ms);
+			pthread_mutex_unlock(&p->mu);
+			return rc;
+		}
+	}
+	if (position_out)
+		*position_out = p->checkpoint;
+	rows = json_array();
+	int np = sqlite3_bind_parameter_count(q->st);
+	for (int i = 1; i <= np; i++) {
+		const char *pn = sqlite3_bind_parameter_name(q->st, i);
+		const json_t *v = params && pn ? json_object_get(params, pn + 1) : NULL;
+		if (v)
+			bind_param(q->st, i, v);
+		else
+			sqlite3_bind_null(q->st, i);
+	}
+	while ((r = sqlite3_step(q->st)) == SQLITE_ROW) {
+		json_t *row = json_object();
+		int nc = sqlite3_column_count(q->st);
+		for (int i = 0; i < nc; i++)
+			json_object_set_new(row, sqlite3_column_name(q->st, i), column_json(q->st, i));
+		json_array_append_new(rows, row);
+	}
+	if (r != SQLITE_DONE)
+		rc = evs__err(EVS_EIO, "projection '%s' query '%s': %s", name, query,
+			      sqlite3_errmsg(p->qdb));
+	sqlite3_reset(q->st);
+	sqlite3_clear_bindings(q->st);
+	pthread_mutex_unlock(&p->mu);
+	if (rc) {
+		json_decref(rows);
+		return rc;
+	}
+	*rows_out = rows;
+	return 0;
+}

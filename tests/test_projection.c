@@ -1,0 +1,311 @@
+/*
+ * test_projection.c: SQL projections: exact query results, exactly once
+ * across restarts and kill -9 mid-batch, upcast events, min_position, a
+ * changed file, and file errors reported with path and line.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static const char totals_sql[] =
+	"-- A projection of the test: per stream, how many Added and their sum.\n"
+	"-- projection: totals\n"
+	"-- setup\n"
+	"CREATE TABLE IF NOT EXISTS totals (stream TEXT PRIMARY KEY,\n"
+	"    n INTEGER NOT NULL, sum INTEGER NOT NULL, cur TEXT);\n"
+	"\n"
+	"-- on: Added\n"
+	"INSERT INTO totals (stream, n, sum, cur)\n"
+	"VALUES (:stream, 1, json_extract(:data, '$.k'), json_extract(:data, '$.cur'))\n"
+	"ON CONFLICT (stream) DO UPDATE SET n = n + 1, sum = sum + excluded.sum,\n"
+	"    cur = excluded.cur;\n"
+	"\n"
+	"-- query: one\n"
+	"SELECT stream, n, sum FROM totals WHERE stream = :stream;\n"
+	"-- query: all\n"
+	"SELECT stream, n, sum, cur FROM totals ORDER BY stream;\n";
+
+static char *write_file(const char *dir, const char *name, const char *text)
+{
+	char *path = malloc(4200);
+
+	snprintf(path, 4200, "%s/%s", dir, name);
+	ck_assert_int_eq(tu_write_file(path, text, strlen(text)), 0);
+	return path;
+}
+
+static void add(evs_store *s, const char *stream, const char *type, const char *data,
+		uint32_t version)
+{
+	evs_new_event ev = { type, data, NULL, NULL, version };
+	ck_assert_int_eq(evs_append(s, stream, EVS_EXPECT_ANY, &ev, 1, NULL), 0);
+}
+
+static uint64_t head_of(evs_store *s)
+{
+	evs_stats st;
+	ck_assert_int_eq(evs_stats_get(&st, s), 0);
+	return st.head_position;
+}
+
+/* The rows of query `q` once the projection reached the head, as text. */
+static char *rows_at_head(evs_store *s, const char *q, const char *params)
+{
+	evs_query_options o = EVS_QUERY_OPTIONS_INIT;
+	json_t *p = params ? json_loads(params, 0, NULL) : NULL, *rows;
+	uint64_t at;
+	char *text;
+
+	o.min_position = head_of(s);
+	o.timeout_ms = 20000;
+	ck_assert_msg(evs_query(s, "totals", q, p, &o, &rows, &at) == 0, "%s", evs_errmsg());
+	ck_assert_uint_ge(at, o.min_position);
+	text = json_dumps(rows, JSON_COMPACT);
+	json_decref(rows);
+	json_decref(p);
+	return text;
+}
+
+START_TEST(test_build_and_query)
+{
+	char *dir = tu_mkdtemp(), *pd = tu_mkdtemp(), *path, *t;
+	evs_store *s = tu_open(dir, 0, 0);
+	const char *name;
+	evs_projection_status st;
+
+	path = write_file(pd, "totals.sql", totals_sql);
+	add(s, "a-1", "Added", "{\"k\":2}", 1);
+	add(s, "a-1", "Other", "{\"k\":100}", 1);
+	add(s, "a-2", "Added", "{\"k\":5}", 1);
+	ck_assert_int_eq(evs_projection_load(s, path, NULL, &name), 0);
+	ck_assert_str_eq(name, "totals");
+	ck_assert_int_eq(evs_projections_start(s), 0);
+	add(s, "a-1", "Added", "{\"k\":3}", 1);
+	t = rows_at_head(s, "all", NULL);
+	ck_assert_str_eq(t, "[{\"stream\":\"a-1\",\"n\":2,\"sum\":5,\"cur\":null},"
+			 "{\"stream\":\"a-2\",\"n\":1,\"sum\":5,\"cur\":null}]");
+	free(t);
+	t = rows_at_head(s, "one", "{\"stream\":\"a-2\"}");
+	ck_assert_str_eq(t, "[{\"stream\":\"a-2\",\"n\":1,\"sum\":5}]");
+	free(t);
+	ck_assert_int_eq(evs_projection_status_get(&st, s, "totals"), 0);
+	ck_assert_uint_eq(st.checkpoint, 4);
+	ck_assert_uint_eq(st.lag, 0);
+	ck_assert_int_eq(st.running, 1);
+	ck_assert_int_eq(evs_projections_stop(s), 0);
+	evs_close(s);
+
+	/* exactly once across a restart: new events only */
+	s = tu_open(dir, 0, 0);
+	ck_assert_int_eq(evs_projection_load(s, path, NULL, NULL), 0);
+	add(s, "a-2", "Added", "{\"k\":1}", 1);
+	ck_assert_int_eq(evs_projections_start(s), 0);
+	t = rows_at_head(s, "all", NULL);
+	ck_assert_str_eq(t, "[{\"stream\":\"a-1\",\"n\":2,\"sum\":5,\"cur\":null},"
+			 "{\"stream\":\"a-2\",\"n\":2,\"sum\":6,\"cur\":null}]");
+	free(t);
+
+	/* waiting for a position that never comes */
+	evs_query_options o = EVS_QUERY_OPTIONS_INIT;
+	json_t *rows;
+	o.min_position = 99;
+	o.timeout_ms = 50;
+	ck_assert_int_eq(evs_query(s, "totals", "all", NULL, &o, &rows, NULL), EVS_ETIMEOUT);
+	ck_assert_str_eq(evs_errmsg(), "projection 'totals' is at position 5, not yet 99, "
+			 "after 50 ms");
+	ck_assert_int_eq(evs_query(s, "totals", "nope", NULL, NULL, &rows, NULL), EVS_ENOTFOUND);
+	ck_assert_str_eq(evs_errmsg(), "projection 'totals' has no query 'nope'");
+	ck_assert_int_eq(evs_query(s, "other", "all", NULL, NULL, &rows, NULL), EVS_ENOTFOUND);
+	ck_assert_int_eq(evs_projection_load(s, path, NULL, NULL), EVS_EINVAL);
+	evs_close(s);
+	tu_rmdir(dir);
+	tu_rmdir(pd);
+	free(dir);
+	free(pd);
+	free(path);
+}
+END_TEST
+
+/* Handlers see upcast data; a changed file is noticed. */
+START_TEST(test_upcast_and_change)
+{
+	char *dir = tu_mkdtemp(), *pd = tu_mkdtemp(), *sd = tu_mkdtemp(), *path, *t, *up;
+	evs_options opts = EVS_OPTIONS_INIT;
+	evs_projection_options po = EVS_PROJECTION_OPTIONS_INIT;
+	evs_store *s;
+
+	up = write_file(sd, "Added.v1-v2.sql", "json_set(data, '$.cur', 'EUR')");
+	path = write_file(pd, "totals.sql", totals_sql);
+	opts.create = 1;
+	opts.durability = EVS_DURABILITY_NONE;
+	opts.schema_dir = sd;
+	ck_assert_int_eq(evs_open(&s, dir, &opts), 0);
+	add(s, "a-1", "Added", "{\"k\":2}", 1);
+	add(s, "a-2", "Added", "{\"k\":3,\"cur\":\"USD\"}", 2);
+	ck_assert_int_eq(evs_projection_load(s, path, NULL, NULL), 0);
+	ck_assert_int_eq(evs_projections_start(s), 0);
+	t = rows_at_head(s, "all", NULL);
+	ck_assert_str_eq(t, "[{\"stream\":\"a-1\",\"n\":1,\"sum\":2,\"cur\":\"EUR\"},"
+			 "{\"stream\":\"a-2\",\"n\":1,\"sum\":3,\"cur\":\"USD\"}]");
+	free(t);
+	evs_close(s);
+
+	/* the file changes: the old read model is served, starting refuses */
+	free(path);
+	path = write_file(pd, "totals.sql", "-- projection: totals\n-- setup\n"
+			  "CREATE TABLE IF NOT EXISTS totals (stream TEXT PRIMARY KEY,\n"
+			  "    n INTEGER NOT NULL, sum INTEGER NOT NULL, cur TEXT);\n"
+			  "-- on: Added\n"
+			  "INSERT INTO totals (stream, n, sum, cur) VALUES (:stream, 1,\n"
+			  "  10 * json_extract(:data, '$.k'), NULL)\n"
+			  "  ON CONFLICT (stream) DO UPDATE SET n = n + 1, sum = sum + excluded.sum;\n"
+			  "-- query: all\nSELECT stream, n, sum, cur FROM totals ORDER BY stream;\n");
+	ck_assert_int_eq(evs_open(&s, dir, &opts), 0);
+	ck_assert_int_eq(evs_projection_load(s, path, NULL, NULL), 0);
+	evs_projection_status st;
+	ck_assert_int_eq(evs_projection_status_get(&st, s, "totals"), 0);
+	ck_assert_int_eq(st.out_of_date, 1);
+	ck_assert_int_eq(evs_projections_start(s), EVS_EINVAL);
+	ck_assert_msg(strstr(evs_errmsg(), "was built by another version of") != NULL, "%s",
+		      evs_errmsg());
+	t = rows_at_head(s, "all", NULL);
+	ck_assert_str_eq(t, "[{\"stream\":\"a-1\",\"n\":1,\"sum\":2,\"cur\":\"EUR\"},"
+			 "{\"stream\":\"a-2\",\"n\":1,\"sum\":3,\"cur\":\"USD\"}]");
+	free(t);
+	evs_close(s);
+	/* ... or rebuilds, when asked */
+	ck_assert_int_eq(evs_open(&s, dir, &opts), 0);
+	po.rebuild_if_changed = 1;
+	ck_assert_int_eq(evs_projection_load(s, path, &po, NULL), 0);
+	ck_assert_int_eq(evs_projections_start(s), 0);
+	t = rows_at_head(s, "all", NULL);
+	ck_assert_str_eq(t, "[{\"stream\":\"a-1\",\"n\":1,\"sum\":20,\"cur\":null},"
+			 "{\"stream\":\"a-2\",\"n\":1,\"sum\":30,\"cur\":null}]");
+	free(t);
+	evs_close(s);
+	tu_rmdir(dir);
+	tu_rmdir(pd);
+	tu_rmdir(sd);
+	free(dir);
+	free(pd);
+	free(sd);
+	free(path);
+	free(up);
+}
+END_TEST
+
+START_TEST(test_file_errors)
+{
+	static const char *const bad[][2] = {
+		{ "-- setup\nCREATE TABLE t (a);\n-- on: Added\n\nINSERT INTO t VALUES (:foo);\n",
+		  "bad.sql:5: unknown parameter ':foo' (a handler has :stream, :version, "
+		  ":position, :type, :schema_version, :event_id, :timestamp, :data and "
+		  ":metadata)" },
+		{ "-- setup\nCREATE TABLE t (a);\n-- on: Added\nINSERT INTO t VALUES (:data);\n"
+		  "INSERT INTO nowhere VALUES (1);\n", "bad.sql:5: no such table: nowhere" },
+		{ "-- setup\nCREATE TABLE t (a);\n-- on: Added\n-- nothing\n",
+		  "bad.sql:3: the handler of 'Added' has no statement" },
+		{ "-- setup\nCREATE TABLE t (a);\n-- query: q\nDELETE FROM t;\n",
+		  "bad.sql:4: query 'q' writes; a query may only read" },
+		{ "-- setup\nCREATE TABLE t (a);\n-- query: q\nSELECT 1;\nSELECT 2;\n",
+		  "bad.sql:5: query 'q' has more than one statement" },
+		{ "CREATE TABLE t (a);\n", "bad.sql:1: SQL before the first section" },
+		{ "-- setup\nCREATE TABLE t (a;\n", "bad.sql:2: near \";\": syntax error" },
+		{ "-- on:\nSELECT 1;\n", "bad.sql:1: '-- on:' names no event type" },
+	};
+	char *dir = tu_mkdtemp(), *pd = tu_mkdtemp();
+	evs_store *s = tu_open(dir, 0, 0);
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *path = write_file(pd, "bad.sql", bad[i][0]);
+		char want[8192];
+		ck_assert_int_eq(evs_projection_load(s, path, NULL, NULL), EVS_EINVAL);
+		snprintf(want, sizeof(want), "%s/%s", pd, bad[i][1]);
+		ck_assert_msg(strncmp(evs_errmsg(), want, strlen(want)) == 0, "case %zu: %s", i,
+			      evs_errmsg());
+		free(path);
+		unlink(want);
+		char db[4200];
+		snprintf(db, sizeof(db), "%s/readmodels/bad.db", dir);
+		unlink(db);
+	}
+	evs_close(s);
+	tu_rmdir(dir);
+	tu_rmdir(pd);
+	free(dir);
+	free(pd);
+}
+END_TEST
+
+/* Killed at random moments while projecting in batches of 7, then run to
+ * the end: every event counted exactly once. */
+START_TEST(test_kill_mid_batch)
+{
+	char *dir = tu_mkdtemp(), *pd = tu_mkdtemp(), *path, *t, want[256];
+	evs_projection_options po = EVS_PROJECTION_OPTIONS_INIT;
+	evs_store *s = tu_open(dir, 0, 0);
+	evs_new_event ev[100];
+	const int appends = 60;
+
+	path = write_file(pd, "totals.sql", totals_sql);
+	for (int i = 0; i < 100; i++)
+		ev[i] = (evs_new_event){ "Added", "{\"k\":1}", NULL, NULL, 1 };
+	for (int i = 0; i < appends; i++)
+		ck_assert_int_eq(evs_append(s, "a-1", EVS_EXPECT_ANY, ev, 100, NULL), 0);
+	evs_close(s);
+	po.batch_size = 7;
+	srand(7);
+	for (int round = 0; round < 6; round++) {
+		pid_t pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			evs_store *cs = tu_open(dir, 0, 0);
+			if (!cs || evs_projection_load(cs, path, &po, NULL) != 0 ||
+			    evs_projections_start(cs) != 0)
+				_exit(3);
+			struct timespec nap = { 0, (long)(rand() % 40 + 1) * 1000000L };
+			nanosleep(&nap, NULL);
+			raise(SIGKILL);
+			_exit(4);
+		}
+		int status;
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "status %d",
+			      status);
+	}
+	s = tu_open(dir, 0, 0);
+	ck_assert_int_eq(evs_projection_load(s, path, &po, NULL), 0);
+	ck_assert_int_eq(evs_projections_start(s), 0);
+	t = rows_at_head(s, "all", NULL);
+	snprintf(want, sizeof(want), "[{\"stream\":\"a-1\",\"n\":%d,\"sum\":%d,\"cur\":null}]",
+		 appends * 100, appends * 100);
+	ck_assert_str_eq(t, want);
+	free(t);
+	evs_close(s);
+	tu_rmdir(dir);
+	tu_rmdir(pd);
+	free(dir);
+	free(pd);
+	free(path);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *su = suite_create("projection");
+	TCase *tc = tcase_create("projection");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_build_and_query);
+	tcase_add_test(tc, test_upcast_and_change);
+	tcase_add_test(tc, test_file_errors);
+	tcase_add_test(tc, test_kill_mid_batch);
+	suite_add_tcase(su, tc);
+	return tu_run(su);
+}
