@@ -486,7 +486,7 @@ static int open_model(proj *p, section *sec, size_t nsec)
 			for (char *t = strtok_r(types, ", \t", &save); t; t = strtok_r(NULL, ", \t",
 										       &save)) {
 				size_t tl;
-				if (evs__check_type_name(t, &tl) != 0)
+				if (strcmp(t, "*") != 0 && evs__check_type_name(t, &tl) != 0)
 					return evs__err(EVS_EINVAL, "%s:%d: bad event type '%s'",
 							p->path, sec[i].line, t);
 				handler *h = handler_for(p, t);
@@ -702,16 +702,19 @@ static int apply_event(const evs_event *ev, void *ctx)
 	json_t *up = NULL;
 	char *data_text = NULL;
 	uint32_t version = ev->schema_version;
-	handler *h = NULL;
+	handler *hs[2] = { NULL, NULL };
 	int rc = 0;
 
 	if (p->failed)
 		return 1;
 	snprintf(type, sizeof(type), "%.*s", (int)ev->type_len, ev->type);
-	for (size_t i = 0; i < p->nh && !h; i++)
+	for (size_t i = 0; i < p->nh; i++) {
 		if (strcmp(p->h[i].type, type) == 0)
-			h = &p->h[i];
-	if (!h)
+			hs[0] = &p->h[i];
+		else if (strcmp(p->h[i].type, "*") == 0)
+			hs[1] = &p->h[i];
+	}
+	if (!hs[0] && !hs[1])
 		return 0;
 	if (evs__upcasters_has(p->s->upcasters, ev->type, ev->type_len, ev->schema_version)) {
 		if ((rc = evs_upcast(p->s, ev, &up, &version)) != 0 ||
@@ -727,57 +730,60 @@ static int apply_event(const evs_event *ev, void *ctx)
 	}
 	p->in_tx = true;
 	evs_uuid_format(id, ev->id);
-	for (size_t k = 0; k < h->n && !rc; k++) {
-		sqlite3_stmt *st = h->st[k].st;
-		int np = sqlite3_bind_parameter_count(st);
-		for (int i = 1; i <= np; i++) {
-			switch (h->st[k].map[i - 1]) {
-			case P_STREAM:
-				sqlite3_bind_text(st, i, ev->stream, (int)ev->stream_len, SQLITE_STATIC);
-				break;
-			case P_VERSION:
-				sqlite3_bind_int64(st, i, (int64_t)ev->version);
-				break;
-			case P_POSITION:
-				sqlite3_bind_int64(st, i, (int64_t)ev->position);
-				break;
-			case P_TYPE:
-				sqlite3_bind_text(st, i, ev->type, (int)ev->type_len, SQLITE_STATIC);
-				break;
-			case P_SCHEMA_VERSION:
-				sqlite3_bind_int64(st, i, version);
-				break;
-			case P_EVENT_ID:
-				sqlite3_bind_text(st, i, id, 36, SQLITE_STATIC);
-				break;
-			case P_TIMESTAMP:
-				sqlite3_bind_int64(st, i, ev->timestamp_us);
-				break;
-			case P_DATA:
-				if (data_text)
-					sqlite3_bind_text(st, i, data_text, -1, SQLITE_STATIC);
-				else
-					sqlite3_bind_text(st, i, ev->data, (int)ev->data_len, SQLITE_STATIC);
-				break;
-			case P_METADATA:
-				if (ev->metadata_len)
-					sqlite3_bind_text(st, i, ev->metadata, (int)ev->metadata_len,
-							  SQLITE_STATIC);
-				else
-					sqlite3_bind_null(st, i);
-				break;
+	for (int w = 0; w < 2 && !rc; w++) {
+		handler *h = hs[w];
+		for (size_t k = 0; h && k < h->n && !rc; k++) {
+			sqlite3_stmt *st = h->st[k].st;
+			int np = sqlite3_bind_parameter_count(st);
+			for (int i = 1; i <= np; i++) {
+				switch (h->st[k].map[i - 1]) {
+				case P_STREAM:
+					sqlite3_bind_text(st, i, ev->stream, (int)ev->stream_len, SQLITE_STATIC);
+					break;
+				case P_VERSION:
+					sqlite3_bind_int64(st, i, (int64_t)ev->version);
+					break;
+				case P_POSITION:
+					sqlite3_bind_int64(st, i, (int64_t)ev->position);
+					break;
+				case P_TYPE:
+					sqlite3_bind_text(st, i, ev->type, (int)ev->type_len, SQLITE_STATIC);
+					break;
+				case P_SCHEMA_VERSION:
+					sqlite3_bind_int64(st, i, version);
+					break;
+				case P_EVENT_ID:
+					sqlite3_bind_text(st, i, id, 36, SQLITE_STATIC);
+					break;
+				case P_TIMESTAMP:
+					sqlite3_bind_int64(st, i, ev->timestamp_us);
+					break;
+				case P_DATA:
+					if (data_text)
+						sqlite3_bind_text(st, i, data_text, -1, SQLITE_STATIC);
+					else
+						sqlite3_bind_text(st, i, ev->data, (int)ev->data_len, SQLITE_STATIC);
+					break;
+				case P_METADATA:
+					if (ev->metadata_len)
+						sqlite3_bind_text(st, i, ev->metadata, (int)ev->metadata_len,
+								  SQLITE_STATIC);
+					else
+						sqlite3_bind_null(st, i);
+					break;
+				}
 			}
+			int r = sqlite3_step(st);
+			while (r == SQLITE_ROW)
+				r = sqlite3_step(st);
+			if (r != SQLITE_DONE)
+				rc = evs__err(EVS_EINVAL, "%s:%d: on %s at stream '%.*s' version %" PRIu64
+					      " (position %" PRIu64 "): %s", p->path, h->st[k].line, type,
+					      (int)ev->stream_len, ev->stream, ev->version, ev->position,
+					      sqlite3_errmsg(p->db));
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
 		}
-		int r = sqlite3_step(st);
-		while (r == SQLITE_ROW)
-			r = sqlite3_step(st);
-		if (r != SQLITE_DONE)
-			rc = evs__err(EVS_EINVAL, "%s:%d: on %s at stream '%.*s' version %" PRIu64
-				      " (position %" PRIu64 "): %s", p->path, h->st[k].line, type,
-				      (int)ev->stream_len, ev->stream, ev->version, ev->position,
-				      sqlite3_errmsg(p->db));
-		sqlite3_reset(st);
-		sqlite3_clear_bindings(st);
 	}
 	if (!rc) {
 		p->applied = ev->position;
@@ -879,11 +885,14 @@ int evs_projections_start(evs_store *s)
 		}
 		p->failed = 0;
 		so.from = p->checkpoint + 1;
+		/* only the handled types, unless a handler takes every type */
 		so.filter.types = p->types;
 		so.filter.ntypes = p->nh;
-		if (p->nh == 0) {
+		for (size_t k = 0; k < p->nh; k++)
+			if (strcmp(p->h[k].type, "*") == 0)
+				so.filter.ntypes = 0;
+		if (so.filter.ntypes == 0)
 			so.filter.types = NULL;
-		}
 		rc = evs__subscribe_ex(&p->sub, s, &so, apply_event, caught_up, p);
 	}
 	return rc;

@@ -200,6 +200,46 @@ START_TEST(test_upcast_and_change)
 }
 END_TEST
 
+/* "-- on: *" sees every event, after the type's own handler. */
+START_TEST(test_every_type)
+{
+	char *dir = tu_mkdtemp(), *pd = tu_mkdtemp(), *path, *t;
+	evs_store *s = tu_open(dir, 0, 0);
+	evs_query_options o = EVS_QUERY_OPTIONS_INIT;
+	json_t *rows;
+
+	path = write_file(pd, "types.sql", "-- setup\n"
+			  "CREATE TABLE IF NOT EXISTS types (type TEXT PRIMARY KEY, n INTEGER,\n"
+			  "  seen_added INTEGER DEFAULT 0);\n"
+			  "-- on: *\n"
+			  "INSERT INTO types (type, n) VALUES (:type, 1)\n"
+			  "  ON CONFLICT (type) DO UPDATE SET n = n + 1;\n"
+			  "-- on: Added\n"
+			  "INSERT INTO types (type, n, seen_added) VALUES ('Added', 0, 1)\n"
+			  "  ON CONFLICT (type) DO UPDATE SET seen_added = seen_added + 1;\n"
+			  "-- query: all\nSELECT type, n, seen_added FROM types ORDER BY type;\n");
+	for (int i = 0; i < 3; i++)
+		add(s, "a-1", "Added", "{}", 1);
+	add(s, "b-1", "Other", "{}", 1);
+	ck_assert_int_eq(evs_projection_load(s, path, NULL, NULL), 0);
+	ck_assert_int_eq(evs_projections_start(s), 0);
+	o.min_position = 4;
+	o.timeout_ms = 20000;
+	ck_assert_int_eq(evs_query(s, "types", "all", NULL, &o, &rows, NULL), 0);
+	t = json_dumps(rows, JSON_COMPACT);
+	ck_assert_str_eq(t, "[{\"type\":\"Added\",\"n\":3,\"seen_added\":3},"
+			 "{\"type\":\"Other\",\"n\":1,\"seen_added\":0}]");
+	free(t);
+	json_decref(rows);
+	evs_close(s);
+	tu_rmdir(dir);
+	tu_rmdir(pd);
+	free(dir);
+	free(pd);
+	free(path);
+}
+END_TEST
+
 START_TEST(test_file_errors)
 {
 	static const char *const bad[][2] = {
@@ -304,6 +344,7 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_build_and_query);
 	tcase_add_test(tc, test_upcast_and_change);
+	tcase_add_test(tc, test_every_type);
 	tcase_add_test(tc, test_file_errors);
 	tcase_add_test(tc, test_kill_mid_batch);
 	suite_add_tcase(su, tc);

@@ -17,7 +17,8 @@
  *   SELECT * FROM orders WHERE id = :id;
  *
  * "setup" runs when the read model is opened; an "on" section's statements
- * run for each event of its types, with these named parameters: :stream,
+ * run for each event of its types ("-- on: *" for every type, after the
+ * type's own handler if it has one), with these named parameters: :stream,
  * :version, :position, :type, :schema_version, :event_id, :timestamp (µs),
  * :data and :metadata (JSON text, for SQLite's JSON functions; the data
  * upcast to the newest version, see evstore/upcast.h); a "query" is one
