@@ -664,6 +664,46 @@ run tail "$TS" --count 0
 err "tail --count 0" 2 "evstore: tail: option '--count': '0' is not a number from 1"
 
 # ---------------------------------------------------------------------
+# query and projections
+
+QP=$TMP/projections
+mkdir -p "$QP"
+cat >"$QP/counts.sql" <<'SQL'
+-- projection: counts
+-- setup
+CREATE TABLE IF NOT EXISTS counts (stream TEXT PRIMARY KEY, n INTEGER);
+-- on: *
+INSERT INTO counts VALUES (:stream, 1) ON CONFLICT (stream) DO UPDATE SET n = n + 1;
+-- query: all
+SELECT stream, n FROM counts ORDER BY stream;
+-- query: one
+SELECT stream, n FROM counts WHERE stream = :stream;
+SQL
+QS=$TMP/query-store
+run generate "$QS" --events 30 --streams 3 --durability none
+run projections "$QS" --projections "$QP"
+ok "projections before any query" '{"projection":"counts","checkpoint":0,"head":30,"lag":30,"out_of_date":false}'
+run query "$QS" counts all --projections "$QP"
+ok "query all" '{"stream":"order-1","n":10}
+{"stream":"order-2","n":10}
+{"stream":"order-3","n":10}'
+run query "$QS" "$QP/counts.sql" one stream=order-2
+ok "query by file, with a parameter" '{"stream":"order-2","n":10}'
+run append "$QS" order-2 --type Note '{"n":1}'
+run query "$QS" counts one stream=order-2 --projections "$QP"
+ok "query after an append: up to date" '{"stream":"order-2","n":11}'
+run projections "$QS" --projections "$QP"
+ok "projections after a query" '{"projection":"counts","checkpoint":31,"head":31,"lag":0,"out_of_date":false}'
+run query "$QS" counts nope --projections "$QP"
+err "query: unknown query" 1 "projection 'counts' has no query 'nope'"
+run query "$QS" counts all --projections "$QP" --min-position 99 --timeout-ms 50
+err "query: min-position not reached" 1 "projection 'counts' is at position 31, not yet 99, after 50 ms"
+run query "$QS" counts one stream
+err "query: a parameter without '='" 2 "evstore: query: parameter 'stream' is not NAME=VALUE"
+run query "$QS" counts
+err "query: missing QUERY" 2 "evstore: query: missing QUERY"
+
+# ---------------------------------------------------------------------
 
 echo
 echo "$passed passed, $failed failed"

@@ -29,15 +29,16 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
-#include <stdint.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -1754,6 +1755,285 @@ out:
 }
 
 /* ------------------------------------------------------------------ */
+/* query, projections                                                  */
+
+#ifndef EVS_DEMO_PROJECTIONS
+#define EVS_DEMO_PROJECTIONS "projections"
+#endif
+
+static const char usage_query[] =
+	"usage: evstore query DIR PROJECTION QUERY [NAME=VALUE]...\n"
+	"                     [--projections D] [--schemas D]\n"
+	"                     [--min-position P] [--timeout-ms T]\n"
+	"\n"
+	"Runs query QUERY of projection PROJECTION (a .sql file, or the name of\n"
+	"one in the projections directory) over its read model in DIR, with\n"
+	"parameters NAME=VALUE (VALUE is taken as JSON when it parses as JSON,\n"
+	"else as a string).  The read model is first brought up to the store's\n"
+	"head (or to --min-position P); if another process holds the store's\n"
+	"writer lock, it is read as it is.  Prints one JSON object a row (an\n"
+	"aligned table on a terminal).\n"
+	"\n"
+	"Options:\n"
+	"  --projections D   where projection files are found (default: the\n"
+	"                    source tree's projections/)\n"
+	"  --schemas D       the schema directory, for its upcasters (default:\n"
+	"                    the demo's)\n"
+	"  --min-position P  wait until the read model has reached P\n"
+	"  --timeout-ms T    for that wait (default 5000)\n";
+
+/* A projection's file: PROJ itself if it names a file, else DIR/PROJ.sql. */
+static void projection_path(char *out, size_t size, const char *dir, const char *proj)
+{
+	struct stat st;
+
+	if (strchr(proj, '/') || (stat(proj, &st) == 0 && S_ISREG(st.st_mode)))
+		snprintf(out, size, "%s", proj);
+	else
+		snprintf(out, size, "%s/%s.sql", dir, proj);
+}
+
+/* Prints rows as an aligned table. */
+static void print_table(json_t *rows)
+{
+	size_t n = json_array_size(rows), nc = 0, *w = NULL;
+	const char **keys = NULL;
+	json_t *first = json_array_get(rows, 0);
+	const char *k;
+	json_t *v;
+
+	if (!first)
+		return;
+	nc = json_object_size(first);
+	keys = calloc(nc, sizeof *keys);
+	w = calloc(nc, sizeof *w);
+	if (!keys || !w)
+		goto out;
+	size_t c = 0;
+	json_object_foreach(first, k, v) {
+		keys[c] = k;
+		w[c] = strlen(k);
+		c++;
+	}
+	for (size_t r = 0; r < n; r++)
+		for (c = 0; c < nc; c++) {
+			json_t *cell = json_object_get(json_array_get(rows, r), keys[c]);
+			char *t = json_is_string(cell) ? strdup(json_string_value(cell))
+						       : json_dumps(cell, JSON_COMPACT | JSON_ENCODE_ANY);
+			if (t && strlen(t) > w[c])
+				w[c] = strlen(t);
+			free(t);
+		}
+	for (c = 0; c < nc; c++)
+		printf("%-*s%s", (int)w[c], keys[c], c + 1 < nc ? "  " : "\n");
+	for (size_t r = 0; r < n; r++)
+		for (c = 0; c < nc; c++) {
+			json_t *cell = json_object_get(json_array_get(rows, r), keys[c]);
+			char *t = json_is_string(cell) ? strdup(json_string_value(cell))
+						       : json_dumps(cell, JSON_COMPACT | JSON_ENCODE_ANY);
+			printf("%-*s%s", (int)w[c], t ? t : "", c + 1 < nc ? "  " : "\n");
+			free(t);
+		}
+out:
+	free(keys);
+	free(w);
+}
+
+static int cmd_query(const char *cmd, int argc, char **argv)
+{
+	const char *pos[3] = { NULL, NULL, NULL };
+	const char *projections = EVS_DEMO_PROJECTIONS;
+	struct schema_args sa = { NULL, 0 };
+	evs_query_options qo = EVS_QUERY_OPTIONS_INIT;
+	uint64_t min_position = 0, timeout = 0, at = 0;
+	json_t *params = json_object(), *rows = NULL;
+	evs_store *store = NULL;
+	const char *name;
+	char path[4200];
+	int k, err, rc = RC_OK, writer = 1;
+	size_t npos = 0;
+	struct args a;
+
+	if (!params)
+		return fail(cmd, "out of memory");
+	args_init(&a, cmd, argc, argv);
+	while ((k = args_next(&a)) >= 0) {
+		if (k == 0) {
+			const char *eq = strchr(a.arg, '=');
+			if (npos == 3 && eq && eq != a.arg) {
+				json_t *v = json_loads(eq + 1, JSON_DECODE_ANY, NULL);
+				char key[256];
+				snprintf(key, sizeof key, "%.*s", (int)(eq - a.arg), a.arg);
+				json_object_set_new(params, key, v ? v : json_string(eq + 1));
+			} else if (npos == 3) {
+				rc = usage_error(cmd, "parameter '%s' is not NAME=VALUE", a.arg);
+				goto out;
+			} else {
+				pos[npos++] = a.arg;
+			}
+		} else if (args_is(&a, "--projections")) {
+			if (!(projections = args_value(&a))) {
+				rc = RC_USAGE;
+				goto out;
+			}
+		} else if (args_is(&a, "--schemas")) {
+			if (!(sa.dir = args_value(&a))) {
+				rc = RC_USAGE;
+				goto out;
+			}
+		} else if (args_is(&a, "--min-position")) {
+			if (args_u64(&a, 1, UINT64_MAX, &min_position) != 0) {
+				rc = RC_USAGE;
+				goto out;
+			}
+		} else if (args_is(&a, "--timeout-ms")) {
+			if (args_u64(&a, 1, 3600000, &timeout) != 0) {
+				rc = RC_USAGE;
+				goto out;
+			}
+		} else {
+			rc = args_unknown(&a);
+			goto out;
+		}
+	}
+	if (npos < 3) {
+		rc = usage_error(cmd, "missing %s", npos == 0 ? "DIR" : npos == 1 ? "PROJECTION"
+								   : "QUERY");
+		goto out;
+	}
+	sa.dir = demo_find_schemas(sa.dir);
+	projection_path(path, sizeof path, projections, pos[1]);
+	{
+		evs_options opts = EVS_OPTIONS_INIT;
+		opts.schema_dir = sa.dir;
+		err = evs_open(&store, pos[0], &opts);
+		if (err == EVS_ELOCKED) {
+			/* another process writes: read the read model as it is */
+			writer = 0;
+			opts.read_only = 1;
+			err = evs_open(&store, pos[0], &opts);
+		}
+		if (err != 0) {
+			store = NULL;
+			rc = lib_fail(cmd, err, "cannot open store '%s'", pos[0]);
+			goto out;
+		}
+	}
+	if ((err = evs_projection_load(store, path, NULL, &name)) != 0) {
+		rc = lib_fail(cmd, err, "cannot load projection '%s'", pos[1]);
+		goto out;
+	}
+	if (writer) {
+		evs_stats st;
+		if ((err = evs_stats_get(&st, store)) != 0 ||
+		    (err = evs_projections_start(store)) != 0) {
+			rc = lib_fail(cmd, err, "cannot bring projection '%s' up to date", name);
+			goto out;
+		}
+		qo.min_position = min_position ? min_position : st.head_position;
+	} else {
+		qo.min_position = min_position;
+	}
+	qo.timeout_ms = (uint32_t)timeout;
+	err = evs_query(store, name, pos[2], params, &qo, &rows, &at);
+	if (err != 0) {
+		rc = lib_fail(cmd, err, "query '%s' of projection '%s'", pos[2], name);
+		goto out;
+	}
+	if (isatty(STDOUT_FILENO)) {
+		print_table(rows);
+		printf("(%zu rows, read model at position %" PRIu64 ")\n", json_array_size(rows), at);
+	} else {
+		size_t i;
+		json_t *row;
+		json_array_foreach(rows, i, row) {
+			if (emit(json_incref(row), 0) != 0) {
+				rc = emit_fail(cmd);
+				break;
+			}
+		}
+	}
+out:
+	json_decref(rows);
+	json_decref(params);
+	evs_close(store);
+	return rc;
+}
+
+static const char usage_projections[] =
+	"usage: evstore projections DIR [--projections D] [--schemas D]\n"
+	"\n"
+	"Shows each projection of the projections directory (default: the\n"
+	"source tree's projections/) with its read model in DIR, one JSON\n"
+	"object a line: {\"projection\",\"checkpoint\",\"head\",\"lag\",\n"
+	"\"out_of_date\"}.  Nothing is applied: lag is how far the read model\n"
+	"is behind the store.\n";
+
+static int cmd_projections(const char *cmd, int argc, char **argv)
+{
+	const char *dir = NULL, *projections = EVS_DEMO_PROJECTIONS;
+	struct schema_args sa = { NULL, 0 };
+	evs_store *store = NULL;
+	struct dirent **list = NULL;
+	int k, n = 0, err, rc = RC_OK;
+	struct args a;
+
+	args_init(&a, cmd, argc, argv);
+	while ((k = args_next(&a)) >= 0) {
+		if (k == 0) {
+			if (dir)
+				return args_extra(&a);
+			dir = a.arg;
+		} else if (args_is(&a, "--projections")) {
+			if (!(projections = args_value(&a)))
+				return RC_USAGE;
+		} else if (args_is(&a, "--schemas")) {
+			if (!(sa.dir = args_value(&a)))
+				return RC_USAGE;
+		} else {
+			return args_unknown(&a);
+		}
+	}
+	if (!dir)
+		return usage_error(cmd, "missing DIR");
+	sa.dir = demo_find_schemas(sa.dir);
+	rc = open_store(&store, cmd, dir, OPEN_READ, EVS_DURABILITY_SYNC, &sa);
+	if (rc != RC_OK)
+		return rc;
+	n = scandir(projections, &list, NULL, alphasort);
+	if (n < 0) {
+		rc = fail(cmd, "cannot list %s: %s", projections, strerror(errno));
+		goto out;
+	}
+	for (int i = 0; i < n && rc == RC_OK; i++) {
+		size_t len = strlen(list[i]->d_name);
+		char path[4200];
+		const char *name;
+		evs_projection_status st;
+
+		if (len < 5 || strcmp(list[i]->d_name + len - 4, ".sql") != 0)
+			continue;
+		snprintf(path, sizeof path, "%s/%s", projections, list[i]->d_name);
+		if ((err = evs_projection_load(store, path, NULL, &name)) != 0 ||
+		    (err = evs_projection_status_get(&st, store, name)) != 0) {
+			rc = lib_fail(cmd, err, "projection %s", path);
+			break;
+		}
+		if (emit(json_pack("{s:s, s:I, s:I, s:I, s:b}", "projection", name,
+				   "checkpoint", (json_int_t)st.checkpoint, "head",
+				   (json_int_t)st.head, "lag", (json_int_t)st.lag, "out_of_date",
+				   st.out_of_date), 0) != 0)
+			rc = emit_fail(cmd);
+	}
+out:
+	for (int i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+	evs_close(store);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
 /* rebuild                                                             */
 
 static const char usage_rebuild[] =
@@ -2540,6 +2820,8 @@ static const char usage_main[] =
 	"  demo [DIR]                 run the orders demo (command handling)\n"
 	"  rebuild DIR --snapshots    drop and retake the decider snapshots\n"
 	"  tail DIR                   print new events as they are appended\n"
+	"  query DIR PROJ QUERY ...   run a projection's named query\n"
+	"  projections DIR            show the projections' checkpoints and lag\n"
 	"  bench                      benchmark against SQLite and the disk\n"
 	"  help [COMMAND]             show the usage of a command\n"
 	"\n"
@@ -2567,6 +2849,8 @@ static const struct command commands[] = {
 	{ "demo", cmd_demo, usage_demo },
 	{ "rebuild", cmd_rebuild, usage_rebuild },
 	{ "tail", cmd_tail, usage_tail },
+	{ "query", cmd_query, usage_query },
+	{ "projections", cmd_projections, usage_projections },
 	{ "bench", cmd_bench, usage_bench },
 };
 
