@@ -545,14 +545,17 @@ eq "schemas: a type without a schema passes when not strict" 0 "$RC"
 
 # ---------------------------------------------------------------------
 # The orders demo: a small run (its JSON line is a function of the seed,
-# but for the conflicts and the timing), a second run on the same store,
-# the default directory, and usage errors.  The schemas are found without
-# --schemas: the build bakes in the source tree's schema/events.
+# but for the conflicts, the timing and the read models' updated_at), a
+# second run on the same store, the default directory, and usage errors.
+# The schemas and the projections are found without --schemas and
+# --projections: the build bakes in the source tree's schema/events and
+# projections.
 
-# The JSON line without what depends on thread timing.
+# The JSON line without what depends on thread timing or the clock.
 demo_line() {
 	tail -n 1 <<<"$1" | sed -e 's/"conflicts_retried":[0-9]*,//' \
-		-e 's/"seconds":[^,]*,"commands_per_second":[0-9]*,//'
+		-e 's/"seconds":[^,]*,"commands_per_second":[0-9]*,//' \
+		-e 's/"updated_at":"[^"]*",//g'
 }
 
 D=$TMP/demo
@@ -564,10 +567,16 @@ for key in "legacy v1 events          18" "commands handled         360" \
 	"conflicts retried" "idempotent repeats        28" "legacy v1 upcast          18" \
 	"orders                    46  placed 3, paid 4, shipped 33, cancelled 6" \
 	"every order folded from its events matches the workload's expectation" \
-	"sample order-4 (legacy: OrderPlaced v1, 1 event upcast), state at version 9:"; do
+	"sample order-4 (legacy: OrderPlaced v1, 1 event upcast), state at version 9:" \
+	"read models at position 301 (projections orders, customers, daily_revenue in " \
+	"every order's row in the orders read model matches its events" \
+	"  c-7                 1312.55          4/4  order-32, placed 2026-03-02T09:48:20Z" \
+	"  2026-03-02 EUR           35      4592.72" \
+	"  order-24                  4        69.69  shipped, c-3, EUR, version 8"; do
 	has "demo: summary: $key" "$key" "$OUT"
 done
-eq "demo: JSON line" '{"dir":"'"$D"'","seed":5,"customers":12,"threads":3,"first_order":"order-1","last_order":"order-46","orders":46,"legacy_v1_events":18,"commands":360,"events":283,"rejections":{"cancelled":1,"already_placed":9,"bad_quantity":2,"bad_price":1,"price_mismatch":1,"already_paid":12,"no_such_item":1,"empty_order":3,"wrong_amount":5,"not_paid":5,"already_shipped":9},"idempotent":28,"legacy_v1_upcast":18,"orders_by_status":{"placed":3,"paid":4,"shipped":33,"cancelled":6},"sample":{"stream":"order-4","version":9,"state":{"status":"shipped","customer":"c-4","currency":"EUR","items":{"KETTLE-61":{"qty":1,"price":7990},"MUG-301":{"qty":3,"price":899},"SPOON-71":{"qty":2,"price":199},"COF-203":{"qty":2,"price":2490}},"total":16065}}}' "$(demo_line "$OUT")"
+eq "demo: JSON line" '{"dir":"'"$D"'","seed":5,"customers":12,"threads":3,"first_order":"order-1","last_order":"order-46","orders":46,"legacy_v1_events":18,"commands":360,"events":283,"rejections":{"cancelled":1,"already_placed":9,"bad_quantity":2,"bad_price":1,"price_mismatch":1,"already_paid":12,"no_such_item":1,"empty_order":3,"wrong_amount":5,"not_paid":5,"already_shipped":9},"idempotent":28,"legacy_v1_upcast":18,"orders_by_status":{"placed":3,"paid":4,"shipped":33,"cancelled":6},"sample":{"stream":"order-4","version":9,"state":{"status":"shipped","customer":"c-4","currency":"EUR","items":{"KETTLE-61":{"qty":1,"price":7990},"MUG-301":{"qty":3,"price":899},"SPOON-71":{"qty":2,"price":199},"COF-203":{"qty":2,"price":2490}},"total":16065}},"queries":{"position":301,"top_customers":[{"customer":"c-7","orders_placed":4,"orders_paid":4,"spend":131255,"last_order":"order-32","last_order_at":"2026-03-02T09:48:20Z"},{"customer":"c-11","orders_placed":4,"orders_paid":4,"spend":55717,"last_order":"order-43","last_order_at":"2026-03-02T10:04:50Z"},{"customer":"c-4","orders_placed":5,"orders_paid":5,"spend":43595,"last_order":"order-27","last_order_at":"2026-03-02T09:40:50Z"},{"customer":"c-1","orders_placed":4,"orders_paid":3,"spend":41638,"last_order":"order-21","last_order_at":"2026-03-02T09:31:50Z"},{"customer":"c-10","orders_placed":4,"orders_paid":3,"spend":41330,"last_order":"order-40","last_order_at":"2026-03-02T10:00:20Z"}],"daily_revenue":[{"day":"2026-03-02","currency":"CHF","orders_paid":1,"revenue":19138},{"day":"2026-03-02","currency":"EUR","orders_paid":35,"revenue":459272},{"day":"2026-03-02","currency":"GBP","orders_paid":4,"revenue":17997}],"orders":[{"id":"order-1","customer":"c-1","currency":"EUR","status":"shipped","item_count":3,"total":17700,"placed_at":"2026-03-02T09:01:30Z","version":4},{"id":"order-24","customer":"c-3","currency":"EUR","status":"shipped","item_count":4,"total":6969,"placed_at":"2026-03-02T09:36:20Z","version":8},{"id":"order-46","customer":"c-12","currency":"EUR","status":"shipped","item_count":5,"total":1745,"placed_at":"2026-03-02T10:09:20Z","version":7}]}}' "$(demo_line "$OUT")"
+matches "demo: updated_at of the orders read model" '"orders":\[(\{[^}]*"updated_at":"2[0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z","version":[0-9]+\},?){3}\]\}\}$' "$(tail -n 1 <<<"$OUT")"
 matches "demo: timing" '"conflicts_retried":[0-9]+,.*"seconds":[0-9.e-]+,"commands_per_second":[0-9]+,' "$(tail -n 1 <<<"$OUT")"
 run read "$D" order-1 --limit 1
 has "demo: legacy events are stored as v1" '"type":"OrderPlaced","schema_version":1,' "$OUT"
@@ -575,6 +584,7 @@ run demo "$D" --customers 12 --threads 3 --seed 5 --durability none
 eq "demo again: exit status" 0 "$RC"
 eq "demo again: stderr" "" "$ERR"
 has "demo again: new orders" '"first_order":"order-47","last_order":"order-92","orders":46,' "$OUT"
+has "demo again: the read models continue" '"queries":{"position":612,' "$OUT"
 run verify "$D" --quiet
 eq "demo: verify" '{"ok":true,"problems":0,"store":"'"$D"'"}' "$OUT"
 
@@ -625,6 +635,10 @@ run demo "$D" --durability fast
 err "demo: bad durability" 2 "evstore: demo: option '--durability': 'fast' is not 'sync' or 'none'"
 run demo "$TMP/demo2" --schemas "$TMP/no-schemas" --durability none
 err "demo: missing schema directory" 1 "evstore: demo: cannot open store '$TMP/demo2': "
+run demo "$TMP/demo2" --projections "$TMP/no-projections" --durability none
+err "demo: missing projections" 1 "evstore: demo: cannot load projection $TMP/no-projections/orders.sql: invalid input: projection $TMP/no-projections/orders.sql: No such file or directory"
+run demo "$TMP/demo2" --projections
+err "demo: --projections without a value" 2 "evstore: demo: option '--projections' needs a value"
 # Schemas without the v1 -> v2 upcaster: the first legacy order fails,
 # named, and the run stops with status 1.
 mkdir -p "$TMP/no-upcaster"

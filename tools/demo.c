@@ -28,6 +28,12 @@
  * end every order of the run is folded again from its events (upcast,
  * without snapshots) and compared with that expectation.
  *
+ * Then the projections orders, customers and daily_revenue (projections/)
+ * build their read models from the log, and are read with min_position
+ * the workload's last position: every order's row in the orders read model
+ * must say what its events fold to, and the summary shows the top
+ * customers, the daily revenue and a few orders as the queries return them.
+ *
  * A second run on the same store continues: its orders are numbered after
  * the highest order-<n> stream already there.
  */
@@ -58,6 +64,25 @@
 #define EVS_DEMO_SCHEMAS "schema/events"
 #endif
 #define FALLBACK_SCHEMAS "schema/events"
+
+/* The same for the projections. */
+#ifndef EVS_DEMO_PROJECTIONS
+#define EVS_DEMO_PROJECTIONS "projections"
+#endif
+#define FALLBACK_PROJECTIONS "projections"
+
+/* The read models the demo builds and reads, each from <name>.sql. */
+static const char *const demo_projections[] = { "orders", "customers", "daily_revenue" };
+#define NPROJ ((int)(sizeof(demo_projections) / sizeof(demo_projections[0])))
+
+/* How long a read model may go without moving before a query stops
+ * waiting for it: catching up on a large store takes longer, and is fine
+ * as long as the checkpoint moves. */
+#define STALL_MS 30000
+
+/* The summary's rows: top customers, (day, currency) rows of revenue. */
+#define TOP_CUSTOMERS 5
+#define REVENUE_ROWS 6
 
 #define DEFAULT_DIR "evstore-demo"
 
@@ -135,6 +160,7 @@ typedef struct demo {
 	order *orders;
 	size_t norders, nlegacy, nhot;
 	size_t *first_new;       /* per customer (and one past): its new orders */
+	uint64_t head;           /* the workload's last position */
 	atomic_int stop;
 	pthread_mutex_t lock;    /* guards err */
 	char err[2048];          /* the first error */
@@ -748,6 +774,132 @@ const char *demo_find_schemas(const char *given)
 	return NULL;
 }
 
+const char *demo_find_projections(const char *given)
+{
+	static const char *const tries[] = { EVS_DEMO_PROJECTIONS, FALLBACK_PROJECTIONS };
+	struct stat st;
+
+	if (given)
+		return given;
+	for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++)
+		if (stat(tries[i], &st) == 0 && S_ISDIR(st.st_mode))
+			return tries[i];
+	return NULL;
+}
+
+/* ---- the read models ---- */
+
+/* Loads the demo's projections from directory `pdir`, before the
+ * workload, so that a missing or broken file stops the run before it
+ * starts; a read model built by another version of its file will be
+ * rebuilt when started.  0, or -1 with the error set. */
+static int projections_load(demo *dm, const char *pdir)
+{
+	evs_projection_options po = EVS_PROJECTION_OPTIONS_INIT;
+	char path[4200];
+	int rc;
+
+	po.rebuild_if_changed = 1;
+	for (int i = 0; i < NPROJ; i++) {
+		snprintf(path, sizeof(path), "%s/%s.sql", pdir, demo_projections[i]);
+		if ((rc = evs_projection_load(dm->store, path, &po, NULL)) != 0) {
+			demo_error(dm, "cannot load projection %s: %s: %s", path, evs_strerror(rc),
+				   evs_errmsg());
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int projections_start(demo *dm)
+{
+	int rc = evs_projections_start(dm->store);
+
+	if (rc != 0) {
+		demo_error(dm, "cannot start the projections: %s: %s", evs_strerror(rc),
+			   evs_errmsg());
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Runs query `query` of projection `proj` with `params` (stolen, may be
+ * NULL) once the read model has applied the workload's last event; *out
+ * is a new reference.  A worker that stopped on an error, or a read model
+ * that did not move for STALL_MS, is an error.  0, or -1 with the error
+ * set.
+ */
+static int query_rows(demo *dm, const char *proj, const char *query, json_t *params,
+		      json_t **out)
+{
+	evs_query_options qo = EVS_QUERY_OPTIONS_INIT;
+	evs_projection_status ps;
+	uint64_t seen = 0;
+	uint32_t still_ms = 0;
+	int rc;
+
+	*out = NULL;
+	qo.min_position = dm->head;
+	qo.timeout_ms = 1000;
+	while ((rc = evs_query(dm->store, proj, query, params, &qo, out, NULL)) == EVS_ETIMEOUT) {
+		if (evs_projection_status_get(&ps, dm->store, proj) != 0 || ps.failed) {
+			/* the worker's own message comes with stopping it */
+			rc = evs_projections_stop(dm->store);
+			demo_error(dm, "projection '%s' failed: %s: %s", proj,
+				   evs_strerror(rc ? rc : ps.failed), evs_errmsg());
+			json_decref(params);
+			return -1;
+		}
+		still_ms = ps.checkpoint > seen ? 0 : still_ms + qo.timeout_ms;
+		seen = ps.checkpoint;
+		if (still_ms >= STALL_MS)
+			break;
+	}
+	json_decref(params);
+	if (rc != 0) {
+		demo_error(dm, "query %s %s: %s: %s", proj, query, evs_strerror(rc), evs_errmsg());
+		return -1;
+	}
+	return 0;
+}
+
+/* The order's row in the orders read model against the state folded from
+ * its events: status, customer, currency, total, item count and version.
+ * 0, or -1 with the error set. */
+static int check_read_model(demo *dm, const order *o, const orders_loaded *l)
+{
+	json_t *found, *row, *line;
+	json_int_t items = 0;
+	const char *sku;
+	char *text;
+
+	if (query_rows(dm, "orders", "by_id", json_pack("{s:s}", "id", o->stream), &found) != 0)
+		return -1;
+	json_object_foreach(json_object_get(l->state, "items"), sku, line)
+		items += json_integer_value(json_object_get(line, "qty"));
+	row = json_array_get(found, 0);
+	if (json_array_size(found) == 1 &&
+	    json_equal(json_object_get(row, "status"), json_object_get(l->state, "status")) &&
+	    json_equal(json_object_get(row, "customer"), json_object_get(l->state, "customer")) &&
+	    json_equal(json_object_get(row, "currency"), json_object_get(l->state, "currency")) &&
+	    json_equal(json_object_get(row, "total"), json_object_get(l->state, "total")) &&
+	    json_integer_value(json_object_get(row, "item_count")) == items &&
+	    json_integer_value(json_object_get(row, "version")) == (json_int_t)l->version) {
+		json_decref(found);
+		return 0;
+	}
+	text = json_dumps(found, JSON_COMPACT);
+	demo_error(dm, "%s: the orders read model has %s, but its events fold to status %s, "
+		   "total %" JSON_INTEGER_FORMAT ", item_count %" JSON_INTEGER_FORMAT
+		   " at version %" PRIu64, o->stream, text ? text : "?",
+		   json_string_value(json_object_get(l->state, "status")),
+		   json_integer_value(json_object_get(l->state, "total")), items, l->version);
+	json_text_free(text);
+	json_decref(found);
+	return -1;
+}
+
 /* ---- the summary ---- */
 
 typedef struct summary {
@@ -759,6 +911,7 @@ typedef struct summary {
 	json_t *sample_state;
 	uint64_t sample_version;
 	uint32_t sample_upcast;
+	json_t *top, *revenue, *orders; /* the summary's query rows */
 } summary;
 
 /* Folds every order of the run from its events and compares it with its
@@ -776,6 +929,11 @@ static int check_orders(demo *dm, summary *sm)
 			return -1;
 		}
 		want = m_state(o);
+		if (json_equal(want, l.state) && check_read_model(dm, o, &l) != 0) {
+			json_decref(want);
+			json_decref(l.state);
+			return -1;
+		}
 		if (!json_equal(want, l.state)) {
 			char *a = json_dumps(want, JSON_COMPACT | JSON_SORT_KEYS);
 			char *b = json_dumps(l.state, JSON_COMPACT | JSON_SORT_KEYS);
@@ -807,7 +965,88 @@ static int check_orders(demo *dm, summary *sm)
 	return 0;
 }
 
-static int print_summary(demo *dm, const char *dir, const char *schemas, summary *sm)
+/* The summary's queries: the top customers, the first rows of daily
+ * revenue, and the run's first, middle and last orders.  0, or -1 with
+ * the error set. */
+static int read_queries(demo *dm, summary *sm)
+{
+	const order *pick[] = { &dm->orders[0], &dm->orders[dm->norders / 2],
+				&dm->orders[dm->norders - 1] };
+	json_t *days, *rows;
+
+	if (query_rows(dm, "customers", "top", json_pack("{s:i}", "limit", TOP_CUSTOMERS),
+		       &sm->top) != 0 ||
+	    query_rows(dm, "daily_revenue", "days", NULL, &days) != 0)
+		return -1;
+	sm->revenue = json_array();
+	for (size_t i = 0; i < json_array_size(days) && i < REVENUE_ROWS; i++)
+		json_array_append(sm->revenue, json_array_get(days, i));
+	json_decref(days);
+	sm->orders = json_array();
+	for (size_t i = 0; i < sizeof(pick) / sizeof(pick[0]); i++) {
+		if (query_rows(dm, "orders", "by_id", json_pack("{s:s}", "id", pick[i]->stream),
+			       &rows) != 0)
+			return -1;
+		json_array_extend(sm->orders, rows);
+		json_decref(rows);
+	}
+	return 0;
+}
+
+/* Integer cents as "1234.56". */
+static void money(char out[32], json_int_t cents)
+{
+	snprintf(out, 32, "%s%" JSON_INTEGER_FORMAT ".%02d", cents < 0 ? "-" : "",
+		 (cents < 0 ? -cents : cents) / 100, (int)((cents < 0 ? -cents : cents) % 100));
+}
+
+static int64_t int_of(const json_t *row, const char *key)
+{
+	return (int64_t)json_integer_value(json_object_get(row, key));
+}
+
+static const char *str_of(const json_t *row, const char *key)
+{
+	const char *v = json_string_value(json_object_get(row, key));
+
+	return v ? v : "-";
+}
+
+static void print_queries(const demo *dm, const char *pdir, const summary *sm)
+{
+	const json_t *row;
+	char m[32];
+	size_t i;
+
+	printf("\nread models at position %" PRIu64 " (projections orders, customers, "
+	       "daily_revenue in %s):\n", dm->head, pdir);
+	printf("every order's row in the orders read model matches its events\n");
+	printf("%-16s %12s %12s  %s\n", "top customers", "spend", "paid/placed", "last order");
+	json_array_foreach(sm->top, i, row) {
+		char n[48];
+		money(m, int_of(row, "spend"));
+		snprintf(n, sizeof(n), "%" PRId64 "/%" PRId64, int_of(row, "orders_paid"),
+			 int_of(row, "orders_placed"));
+		printf("  %-14s %12s %12s  %s, placed %s\n", str_of(row, "customer"), m, n,
+		       str_of(row, "last_order"), str_of(row, "last_order_at"));
+	}
+	printf("%-16s %12s %12s\n", "revenue by day", "orders paid", "revenue");
+	json_array_foreach(sm->revenue, i, row) {
+		money(m, int_of(row, "revenue"));
+		printf("  %-10s %-3s %12" PRId64 " %12s\n", str_of(row, "day"),
+		       str_of(row, "currency"), int_of(row, "orders_paid"), m);
+	}
+	printf("%-16s %12s %12s  %s\n", "orders", "items", "total", "status");
+	json_array_foreach(sm->orders, i, row) {
+		money(m, int_of(row, "total"));
+		printf("  %-14s %12" PRId64 " %12s  %s, %s, %s, version %" PRId64 "\n",
+		       str_of(row, "id"), int_of(row, "item_count"), m, str_of(row, "status"),
+		       str_of(row, "customer"), str_of(row, "currency"), int_of(row, "version"));
+	}
+}
+
+static int print_summary(demo *dm, const char *dir, const char *schemas, const char *pdir,
+			 summary *sm)
 {
 	const stats *st = &sm->st;
 	uint64_t rejected = 0;
@@ -856,6 +1095,7 @@ static int print_summary(demo *dm, const char *dir, const char *schemas, summary
 		       state_text ? state_text : "?");
 		json_text_free(state_text);
 	}
+	print_queries(dm, pdir, sm);
 	printf("\n");
 
 	line = json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:I, s:I,"
@@ -881,6 +1121,11 @@ static int print_summary(demo *dm, const char *dir, const char *schemas, summary
 			 "stream", sm->sample ? sm->sample->stream : NULL,
 			 "version", (json_int_t)sm->sample_version,
 			 "state", sm->sample_state);
+	if (line)
+		json_object_set_new(line, "queries",
+				    json_pack("{s:I, s:O, s:O, s:O}", "position", (json_int_t)dm->head,
+					      "top_customers", sm->top, "daily_revenue", sm->revenue,
+					      "orders", sm->orders));
 	rc = line && json_dumpf(line, stdout, JSON_COMPACT | JSON_REAL_PRECISION(6)) == 0 &&
 	     putchar('\n') != EOF ? 0 : -1;
 	json_decref(line);
@@ -891,7 +1136,8 @@ static int print_summary(demo *dm, const char *dir, const char *schemas, summary
 
 const char usage_demo[] =
 	"usage: evstore demo [DIR] [--customers N] [--threads T] [--seed X]\n"
-	"                    [--schemas DIR] [--durability sync|none]\n"
+	"                    [--schemas DIR] [--projections DIR]\n"
+	"                    [--durability sync|none]\n"
 	"\n"
 	"Runs the orders demo in the store in DIR (default " DEFAULT_DIR ", created if\n"
 	"missing): customers place, fill, pay, ship and cancel web-shop orders\n"
@@ -911,14 +1157,20 @@ const char usage_demo[] =
 	"  --seed X         seed of the workload (default 42)\n"
 	"  --schemas DIR    the event schemas (default: the source tree's\n"
 	"                   schema/events, else ./schema/events)\n"
+	"  --projections DIR  the projections orders.sql, customers.sql and\n"
+	"                   daily_revenue.sql (default: the source tree's\n"
+	"                   projections, else ./projections)\n"
 	"  --durability D   sync (default) or none\n"
 	"\n"
 	"Prints what happened: commands handled, events appended, rejections by\n"
 	"code, conflicts retried, idempotent repeats, legacy events upcast,\n"
 	"orders by final status, time and commands/s, and one order's state;\n"
-	"then the same as one JSON line.  Every order is checked against what\n"
-	"its script expected; any difference is an error naming the order\n"
-	"(exit status 1).\n";
+	"then what the read models of the projections say (top customers,\n"
+	"daily revenue, three orders), queried at the workload's last\n"
+	"position; then the same as one JSON line.  Every order is checked\n"
+	"against what its script expected and against its row in the orders\n"
+	"read model; any difference is an error naming the order (exit\n"
+	"status 1).\n";
 
 static int usage_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -966,7 +1218,7 @@ int cmd_demo(const char *cmd, int argc, char **argv)
 {
 	static demo dmv;
 	demo *dm = &dmv;
-	const char *dir = NULL, *schemas_opt = NULL, *schemas;
+	const char *dir = NULL, *schemas_opt = NULL, *schemas, *pdir_opt = NULL, *pdir;
 	uint64_t customers = 200, threads = 4, seed = 42, base = 0;
 	evs_durability durability = EVS_DURABILITY_SYNC;
 	evs_options opts = EVS_OPTIONS_INIT;
@@ -1003,6 +1255,10 @@ int cmd_demo(const char *cmd, int argc, char **argv)
 			schemas_opt = opt_value(argc, argv, &i, len);
 			if (!schemas_opt || !*schemas_opt)
 				return usage_err("option '--schemas' needs a value");
+		} else if (IS("--projections")) {
+			pdir_opt = opt_value(argc, argv, &i, len);
+			if (!pdir_opt || !*pdir_opt)
+				return usage_err("option '--projections' needs a value");
 		} else if (IS("--durability")) {
 			const char *v = opt_value(argc, argv, &i, len);
 			if (v && strcmp(v, "sync") == 0)
@@ -1022,6 +1278,12 @@ int cmd_demo(const char *cmd, int argc, char **argv)
 	if (!(schemas = demo_find_schemas(schemas_opt))) {
 		fprintf(stderr, "evstore: demo: cannot find the event schemas (tried %s and "
 			"./%s); give --schemas DIR\n", EVS_DEMO_SCHEMAS, FALLBACK_SCHEMAS);
+		return RC_FAIL;
+	}
+	if (!(pdir = demo_find_projections(pdir_opt))) {
+		fprintf(stderr, "evstore: demo: cannot find the projections (tried %s and "
+			"./%s); give --projections DIR\n", EVS_DEMO_PROJECTIONS,
+			FALLBACK_PROJECTIONS);
 		return RC_FAIL;
 	}
 
@@ -1062,7 +1324,7 @@ int cmd_demo(const char *cmd, int argc, char **argv)
 		ws[t].rng = rng_for(seed, 4, t);
 	}
 
-	if (append_legacy(dm) == 0) {
+	if (projections_load(dm, pdir) == 0 && append_legacy(dm) == 0) {
 		t0 = now_seconds();
 		if (hot_place(&mw) == 0 && run_threads(dm, ws, customers_main) == 0 &&
 		    !atomic_load(&dm->stop) && run_threads(dm, ws, hot_main) == 0 &&
@@ -1070,8 +1332,21 @@ int cmd_demo(const char *cmd, int argc, char **argv)
 			hot_finish(&mw);
 		sm.seconds = now_seconds() - t0;
 	}
-	if (!atomic_load(&dm->stop))
-		check_orders(dm, &sm);
+	/* the read models: built from the log (or caught up, on a second
+	 * run), then read at the workload's last position */
+	if (!atomic_load(&dm->stop)) {
+		evs_stats es;
+		memset(&es, 0, sizeof(es));
+		if ((err = evs_stats_get(&es, dm->store)) != 0)
+			demo_error(dm, "cannot read the store's head: %s: %s", evs_strerror(err),
+				   evs_errmsg());
+		dm->head = es.head_position;
+	}
+	if (!atomic_load(&dm->stop) && projections_start(dm) == 0 &&
+	    check_orders(dm, &sm) == 0 && read_queries(dm, &sm) == 0 &&
+	    (err = evs_projections_stop(dm->store)) != 0)
+		demo_error(dm, "the projections stopped on an error: %s: %s", evs_strerror(err),
+			   evs_errmsg());
 	if (atomic_load(&dm->stop)) {
 		fprintf(stderr, "evstore: demo: %s\n", dm->err);
 		goto out;
@@ -1086,13 +1361,18 @@ int cmd_demo(const char *cmd, int argc, char **argv)
 		for (int i = 0; i < NCODES; i++)
 			sm.st.rejected[i] += ws[t].st.rejected[i];
 	}
-	if (print_summary(dm, dir, schemas, &sm) != 0) {
+	if (print_summary(dm, dir, schemas, pdir, &sm) != 0) {
 		fprintf(stderr, "evstore: demo: cannot write the summary\n");
 		goto out;
 	}
 	rc = RC_OK;
 out:
 	json_decref(sm.sample_state);
+	json_decref(sm.top);
+	json_decref(sm.revenue);
+	json_decref(sm.orders);
+	if (dm->store)
+		evs_projections_stop(dm->store);
 	evs_close(dm->store);
 	free(ws);
 	free(dm->orders);

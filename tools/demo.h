@@ -17,4 +17,10 @@ int cmd_demo(const char *cmd, int argc, char **argv);
  * is a directory. */
 const char *demo_find_schemas(const char *given);
 
+/* The directory of the demo's projections (orders.sql, customers.sql,
+ * daily_revenue.sql, ...): `given` (--projections), else the source
+ * tree's projections, else ./projections.  NULL when none is a
+ * directory. */
+const char *demo_find_projections(const char *given);
+
 #endif
