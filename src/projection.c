@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "evstore/projection.h"
 #include "evstore/upcast.h"
@@ -542,8 +543,10 @@ static int open_model(proj *p, section *sec, size_t nsec)
 	return 0;
 }
 
-int evs_projection_load(evs_store *s, const char *path, const evs_projection_options *o,
-			const char **name_out)
+/* Reads and compiles the file at `path` into a projection over the read
+ * model readmodels/<name><suffix>; not registered in the store. */
+static int load_proj(evs_store *s, const char *path, const evs_projection_options *o,
+		     const char *suffix, proj **out)
 {
 	evs_projection_options opts = EVS_PROJECTION_OPTIONS_INIT;
 	section *sec = NULL;
@@ -552,9 +555,7 @@ int evs_projection_load(evs_store *s, const char *path, const evs_projection_opt
 	proj *p;
 	int rc;
 
-	evs__err_clear();
-	if (name_out)
-		*name_out = NULL;
+	*out = NULL;
 	if (!s || !path)
 		return evs__err(EVS_EINVAL, "evs_projection_load: NULL argument");
 	if (o) {
@@ -614,24 +615,47 @@ int evs_projection_load(evs_store *s, const char *path, const evs_projection_opt
 			      "'_' and '-'", path, name ? name : "");
 		goto fail;
 	}
-	if (find_proj(s, name)) {
-		rc = evs__err(EVS_EINVAL, "%s: a projection named '%s' is loaded already", path,
-			      name);
-		goto fail;
-	}
-	size_t dl = strlen(s->dir) + strlen(name) + 20;
+	size_t dl = strlen(s->dir) + strlen(name) + strlen(suffix) + 20;
 	if (!(p->db_path = evs__malloc(dl))) {
 		rc = evs__err(EVS_ENOMEM, "out of memory loading %s", path);
 		goto fail;
 	}
-	snprintf(p->db_path, dl, "%s/readmodels/%s.db", s->dir, name);
+	snprintf(p->db_path, dl, "%s/readmodels/%s%s", s->dir, name, suffix);
 	if ((rc = open_model(p, sec, nsec)) != 0)
 		goto fail;
+	sections_free(sec, nsec);
+	evs__free(text);
+	*out = p;
+	return 0;
+fail:
+	sections_free(sec, nsec);
+	evs__free(text);
+	proj_free(p);
+	return rc;
+}
+
+int evs_projection_load(evs_store *s, const char *path, const evs_projection_options *o,
+			const char **name_out)
+{
+	evs__projections *r;
+	proj *p;
+	int rc;
+
+	evs__err_clear();
+	if (name_out)
+		*name_out = NULL;
+	if ((rc = load_proj(s, path, o, ".db", &p)) != 0)
+		return rc;
+	if (find_proj(s, p->name)) {
+		rc = evs__err(EVS_EINVAL, "%s: a projection named '%s' is loaded already", path,
+			      p->name);
+		goto fail;
+	}
 	if (!s->projections && !(s->projections = evs__calloc(1, sizeof(*s->projections)))) {
 		rc = evs__err(EVS_ENOMEM, "out of memory loading %s", path);
 		goto fail;
 	}
-	evs__projections *r = s->projections;
+	r = s->projections;
 	if (r->n == r->cap) {
 		size_t cap = r->cap ? 2 * r->cap : 8;
 		proj **np = evs__realloc(r->p, cap * sizeof(*np));
@@ -645,12 +669,8 @@ int evs_projection_load(evs_store *s, const char *path, const evs_projection_opt
 	r->p[r->n++] = p;
 	if (name_out)
 		*name_out = p->name;
-	sections_free(sec, nsec);
-	evs__free(text);
 	return 0;
 fail:
-	sections_free(sec, nsec);
-	evs__free(text);
 	proj_free(p);
 	return rc;
 }
@@ -923,6 +943,126 @@ int evs_projections_stop(evs_store *s)
 	if (first)
 		evs__err(first, "%s", msg);
 	return first;
+}
+
+/* ---- rebuild ---- */
+
+typedef struct rebuild_ctx {
+	proj *p;
+	evs_progress_cb progress;
+	void *ctx;
+	uint64_t head, seen;
+} rebuild_ctx;
+
+static int rebuild_event(const evs_event *ev, void *ctx)
+{
+	rebuild_ctx *r = ctx;
+	int stop = apply_event(ev, r->p);
+
+	if (r->progress && (++r->seen & 0xffff) == 0)
+		r->progress(ev->position, r->head, r->ctx);
+	return stop;
+}
+
+static void unlink_db(const char *path)
+{
+	char side[4300];
+
+	unlink(path);
+	snprintf(side, sizeof(side), "%s-wal", path);
+	unlink(side);
+	snprintf(side, sizeof(side), "%s-shm", path);
+	unlink(side);
+}
+
+int evs_projection_rebuild(evs_store *s, const char *path, evs_progress_cb progress, void *ctx,
+			   uint64_t *position_out)
+{
+	evs_projection_options o = EVS_PROJECTION_OPTIONS_INIT;
+	char tmp[4200], live[4200];
+	rebuild_ctx r = { NULL, progress, ctx, 0, 0 };
+	evs_filter filter = { NULL, NULL, 0 };
+	sqlite3 *dst = NULL;
+	sqlite3_backup *b;
+	evs_stats st;
+	proj *p = NULL;
+	int rc;
+
+	evs__err_clear();
+	if (position_out)
+		*position_out = 0;
+	if (!s || !path)
+		return evs__err(EVS_EINVAL, "evs_projection_rebuild: NULL argument");
+	/* the new read model is built beside the live one, from nothing */
+	o.batch_size = 65536;
+	if ((rc = load_proj(s, path, &o, ".rebuild.db", &p)) != 0)
+		return rc;
+	snprintf(tmp, sizeof(tmp), "%s", p->db_path);
+	snprintf(live, sizeof(live), "%s/readmodels/%s.db", s->dir, p->name);
+	proj *running = find_proj(s, p->name);
+	if (running && running->sub) {
+		rc = evs__err(EVS_EINVAL, "projection '%s' is running in this process; stop it "
+			      "before rebuilding it", p->name);
+		goto out;
+	}
+	proj_free(p);
+	p = NULL;
+	unlink_db(tmp);
+	if ((rc = load_proj(s, path, &o, ".rebuild.db", &p)) != 0)
+		goto out;
+	if ((rc = evs_stats_get(&st, s)) != 0)
+		goto out;
+	r.p = p;
+	r.head = st.head_position;
+	filter.types = p->types;
+	filter.ntypes = p->nh;
+	for (size_t k = 0; k < p->nh; k++)
+		if (strcmp(p->h[k].type, "*") == 0)
+			filter.ntypes = 0;
+	if (!filter.ntypes)
+		filter.types = NULL;
+	rc = evs_read_all(s, 1, 0, &filter, rebuild_event, &r);
+	if (!rc && p->failed) {
+		rc = p->failed;
+		evs__err(rc, "%s", p->errmsg);
+	}
+	if (!rc)
+		rc = commit(p, p->applied > r.head ? p->applied : r.head ? r.head : 0);
+	if (rc)
+		goto out;
+	/*
+	 * The swap: SQLite's backup copies the new model over the live one
+	 * in one write transaction of the live database, so its readers see
+	 * the old rows or the new ones, never a mix, and keep their
+	 * connections.  (Renaming the file over the live one would leave the
+	 * live one's WAL file behind, to be read as the new one's.)
+	 */
+	if (sqlite3_open(live, &dst) != SQLITE_OK) {
+		rc = evs__err(EVS_EIO, "read model %s: %s", live, sqlite3_errmsg(dst));
+		goto out;
+	}
+	sqlite3_busy_timeout(dst, 5000);
+	b = sqlite3_backup_init(dst, "main", p->db, "main");
+	if (!b) {
+		rc = evs__err(EVS_EIO, "read model %s: %s", live, sqlite3_errmsg(dst));
+		goto out;
+	}
+	int br = sqlite3_backup_step(b, -1);
+	sqlite3_backup_finish(b);
+	if (br != SQLITE_DONE) {
+		rc = evs__err(EVS_EIO, "read model %s: cannot swap the rebuilt one in: %s", live,
+			      sqlite3_errstr(br));
+		goto out;
+	}
+	if (progress)
+		progress(r.head, r.head, ctx);
+	if (position_out)
+		*position_out = p->checkpoint;
+out:
+	sqlite3_close(dst);
+	proj_free(p);
+	unlink_db(tmp);
+	return rc;
 }
 
 int evs_projection_status_get(evs_projection_status *out, evs_store *s, const char *name)

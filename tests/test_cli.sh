@@ -616,7 +616,7 @@ run rebuild "$D" --snapshots
 ok "rebuild --snapshots" '{"store":"'"$D"'","snapshots":'"$NORDERS"'}'
 eq "rebuild: 92 order streams" 92 "$NORDERS"
 run rebuild "$D"
-err "rebuild without --snapshots" 2 "evstore: rebuild: say what to rebuild: --snapshots"
+err "rebuild without what" 2 "evstore: rebuild: say what to rebuild: PROJECTION..., --all or --snapshots"
 run rebuild "$TMP/nostore" --snapshots
 err "rebuild of a missing store" 1 "evstore: rebuild: cannot open store '$TMP/nostore'"
 run read "$D" order-1 --limit 1
@@ -708,6 +708,15 @@ run query "$QS" counts one stream=order-2 --projections "$QP"
 ok "query after an append: up to date" '{"stream":"order-2","n":11}'
 run projections "$QS" --projections "$QP"
 ok "projections after a query" '{"projection":"counts","checkpoint":31,"head":31,"lag":0,"out_of_date":false}'
+BEFORE_Q=$("$EVSTORE" query "$QS" counts all --projections "$QP" 2>&1)
+run rebuild "$QS" counts --projections "$QP"
+eq "rebuild counts: exit status" 0 "$RC"
+eq "rebuild counts: output" '{"projection":"'"$QP"'/counts.sql","position":31}' "$OUT"
+has "rebuild counts: progress" "counts.sql: 31 of 31" "$ERR"
+eq "rebuild counts: same answers" "$BEFORE_Q" "$("$EVSTORE" query "$QS" counts all --projections "$QP" 2>&1)"
+run rebuild "$QS" --all --projections "$QP"
+eq "rebuild --all: exit status" 0 "$RC"
+eq "rebuild --all: output" '{"projection":"'"$QP"'/counts.sql","position":31}' "$OUT"
 run query "$QS" counts nope --projections "$QP"
 err "query: unknown query" 1 "projection 'counts' has no query 'nope'"
 run query "$QS" counts all --projections "$QP" --min-position 99 --timeout-ms 50

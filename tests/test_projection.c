@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "testutil.h"
 
 static const char totals_sql[] =
@@ -240,6 +242,89 @@ START_TEST(test_every_type)
 }
 END_TEST
 
+static void progress_count(uint64_t done, uint64_t total, void *ctx)
+{
+	(void)done;
+	(void)total;
+	(*(int *)ctx)++;
+}
+
+/* A rebuild from the log replaces a damaged read model whole; a failed one
+ * leaves the live one untouched. */
+START_TEST(test_rebuild)
+{
+	char *dir = tu_mkdtemp(), *pd = tu_mkdtemp(), *path, *bad, *t, db[4200];
+	evs_store *s = tu_open(dir, 0, 0);
+	uint64_t at;
+	int calls = 0;
+
+	path = write_file(pd, "totals.sql", totals_sql);
+	add(s, "a-1", "Added", "{\"k\":2}", 1);
+	add(s, "a-2", "Added", "{\"k\":13}", 1);
+	ck_assert_int_eq(evs_projection_load(s, path, NULL, NULL), 0);
+	ck_assert_int_eq(evs_projections_start(s), 0);
+	t = rows_at_head(s, "all", NULL);
+	free(t);
+	ck_assert_int_eq(evs_projections_stop(s), 0);
+	/* running in this process: refused */
+	ck_assert_int_eq(evs_projections_start(s), 0);
+	ck_assert_int_eq(evs_projection_rebuild(s, path, NULL, NULL, &at), EVS_EINVAL);
+	ck_assert_int_eq(evs_projections_stop(s), 0);
+
+	/* damage the live model, then rebuild */
+	snprintf(db, sizeof(db), "%s/readmodels/totals.db", dir);
+	sqlite3 *h;
+	ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(h, "UPDATE totals SET sum = 999", NULL, NULL, NULL),
+			 SQLITE_OK);
+	ck_assert_int_eq(evs_projection_rebuild(s, path, progress_count, &calls, &at), 0);
+	ck_assert_uint_eq(at, 2);
+	ck_assert_int_ge(calls, 1);
+	/* a connection opened before sees the new rows */
+	sqlite3_stmt *st;
+	ck_assert_int_eq(sqlite3_prepare_v2(h, "SELECT group_concat(stream || '=' || sum, ',') "
+					    "FROM (SELECT * FROM totals ORDER BY stream)", -1, &st,
+					    NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "a-1=2,a-2=13");
+	sqlite3_finalize(st);
+	t = rows_at_head(s, "all", NULL);
+	ck_assert_str_eq(t, "[{\"stream\":\"a-1\",\"n\":1,\"sum\":2,\"cur\":null},"
+			 "{\"stream\":\"a-2\",\"n\":1,\"sum\":13,\"cur\":null}]");
+	free(t);
+
+	/* a rebuild that fails half way changes nothing */
+	ck_assert_int_eq(sqlite3_exec(h, "UPDATE totals SET sum = 7 WHERE stream = 'a-1'", NULL,
+				      NULL, NULL), SQLITE_OK);
+	bad = write_file(pd, "totals2.sql", "-- projection: totals\n-- setup\n"
+			 "CREATE TABLE IF NOT EXISTS totals (stream TEXT PRIMARY KEY,\n"
+			 "  n INTEGER, sum INTEGER CHECK (sum < 10), cur TEXT);\n"
+			 "-- on: Added\n"
+			 "INSERT INTO totals VALUES (:stream, 1, json_extract(:data, '$.k'), NULL);\n"
+			 "-- query: all\nSELECT stream, n, sum, cur FROM totals ORDER BY stream;\n");
+	ck_assert_int_eq(evs_projection_rebuild(s, bad, NULL, NULL, &at), EVS_EINVAL);
+	ck_assert_msg(strstr(evs_errmsg(), "CHECK constraint failed") != NULL, "%s",
+		      evs_errmsg());
+	ck_assert_int_eq(sqlite3_prepare_v2(h, "SELECT group_concat(stream || '=' || sum, ',') "
+					    "FROM (SELECT * FROM totals ORDER BY stream)", -1, &st,
+					    NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "a-1=7,a-2=13");
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	char tmpdb[4300];
+	snprintf(tmpdb, sizeof(tmpdb), "%s/readmodels/totals.rebuild.db", dir);
+	ck_assert_int_eq(access(tmpdb, F_OK), -1);
+	evs_close(s);
+	tu_rmdir(dir);
+	tu_rmdir(pd);
+	free(dir);
+	free(pd);
+	free(path);
+	free(bad);
+}
+END_TEST
+
 START_TEST(test_file_errors)
 {
 	static const char *const bad[][2] = {
@@ -345,6 +430,7 @@ int main(void)
 	tcase_add_test(tc, test_build_and_query);
 	tcase_add_test(tc, test_upcast_and_change);
 	tcase_add_test(tc, test_every_type);
+	tcase_add_test(tc, test_rebuild);
 	tcase_add_test(tc, test_file_errors);
 	tcase_add_test(tc, test_kill_mid_batch);
 	suite_add_tcase(su, tc);

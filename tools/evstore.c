@@ -2037,19 +2037,52 @@ out:
 /* rebuild                                                             */
 
 static const char usage_rebuild[] =
-	"usage: evstore rebuild DIR --snapshots [--schemas D]\n"
+	"usage: evstore rebuild DIR [PROJECTION...|--all] [--snapshots]\n"
+	"                       [--projections D] [--schemas D]\n"
 	"\n"
-	"Drops every snapshot of the store in DIR, then takes one again for\n"
+	"Rebuilds derived data of the store in DIR from its log.\n"
+	"\n"
+	"PROJECTION (a .sql file, or the name of one in the projections\n"
+	"directory; --all: every one there): its read model is rebuilt into a\n"
+	"new database beside the live one, then copied over it in one\n"
+	"transaction, so queries see the old rows until then and the new ones\n"
+	"after; an interrupted rebuild leaves the live one as it was.  Progress\n"
+	"(events/s, ETA) goes to stderr.  Prints {\"projection\",\"position\"}\n"
+	"for each.\n"
+	"\n"
+	"--snapshots: drops every decider snapshot, then takes one again for\n"
 	"each stream of the deciders this tool knows (the orders demo's:\n"
-	"order-<id>), folded from its events alone.  Snapshots are derived\n"
-	"data: this changes no result, only how much a handler reads.\n"
+	"order-<id>), folded from its events alone.  Prints\n"
+	"{\"store\",\"snapshots\"} (how many were taken).\n"
 	"\n"
 	"Options:\n"
-	"  --snapshots   what to rebuild (the only thing for now; required)\n"
-	"  --schemas D   the schema directory with the upcasters the handlers\n"
-	"                use (default: the demo's, as 'evstore demo' finds it)\n"
-	"\n"
-	"Prints {\"store\",\"snapshots\"} (how many were taken).\n";
+	"  --projections D   where projection files are found (default: the\n"
+	"                    source tree's projections/)\n"
+	"  --schemas D       the schema directory with the upcasters (default:\n"
+	"                    the demo's, as 'evstore demo' finds it)\n";
+
+struct rebuild_progress {
+	const char *cmd, *name;
+	double t0;
+	int tty, shown;
+};
+
+/* evs_progress_cb: events/s and ETA, redrawn on a terminal, else a line
+ * now and then. */
+static void rebuild_progress(uint64_t done, uint64_t total, void *vctx)
+{
+	struct rebuild_progress *p = vctx;
+	struct timespec ts;
+	double now, rate, eta;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	rate = now > p->t0 ? (double)done / (now - p->t0) : 0;
+	eta = rate > 0 && total > done ? (double)(total - done) / rate : 0;
+	fprintf(stderr, "%sevstore: %s: %s: %" PRIu64 " of %" PRIu64 " (%.0f events/s, ETA %.0f s)%s",
+		p->tty ? "\r" : "", p->cmd, p->name, done, total, rate, eta, p->tty ? "" : "\n");
+	p->shown = 1;
+}
 
 struct name_list {
 	char **v;
@@ -2078,44 +2111,116 @@ static int collect_order(const char *name, uint64_t last_version, void *vctx)
 	return 0;
 }
 
+/* Rebuilds the read model of projection file `path`; prints its line. */
+static int rebuild_projection(const char *cmd, evs_store *store, const char *path)
+{
+	struct rebuild_progress pr = { cmd, path, 0, isatty(STDERR_FILENO), 0 };
+	struct timespec ts;
+	uint64_t at;
+	int err;
+	const char *b = strrchr(path, '/');
+
+	pr.name = b ? b + 1 : path;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	pr.t0 = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	err = evs_projection_rebuild(store, path, rebuild_progress, &pr, &at);
+	if (pr.shown && pr.tty)
+		fputc('\n', stderr);
+	if (err != 0)
+		return lib_fail(cmd, err, "cannot rebuild %s", path);
+	if (emit(json_pack("{s:s, s:I}", "projection", path, "position", (json_int_t)at), 0) != 0)
+		return emit_fail(cmd);
+	return RC_OK;
+}
+
 static int cmd_rebuild(const char *cmd, int argc, char **argv)
 {
-	const char *dir = NULL;
+	const char *dir = NULL, *projections = EVS_DEMO_PROJECTIONS;
+	const char **projs;
+	size_t nprojs = 0;
 	struct schema_args sa = { NULL, 0 };
 	struct name_list names = { NULL, 0, 0 };
-	int snapshots = 0, k, err, rc = RC_OK;
+	int snapshots = 0, all = 0, k, err, rc = RC_OK;
 	evs_store *store = NULL;
 	evs_decider d;
 	struct args a;
 	size_t i;
 
+	projs = calloc((size_t)argc + 1, sizeof *projs);
+	if (!projs)
+		return fail(cmd, "out of memory");
 	args_init(&a, cmd, argc, argv);
 	while ((k = args_next(&a)) >= 0) {
 		if (k == 0) {
 			if (dir)
-				return args_extra(&a);
-			dir = a.arg;
-		} else if (args_is(&a, "--snapshots")) {
-			if (args_flag(&a) != 0)
+				projs[nprojs++] = a.arg;
+			else
+				dir = a.arg;
+		} else if (args_is(&a, "--all")) {
+			if (args_flag(&a) != 0) {
+				free(projs);
 				return RC_USAGE;
+			}
+			all = 1;
+		} else if (args_is(&a, "--projections")) {
+			if (!(projections = args_value(&a))) {
+				free(projs);
+				return RC_USAGE;
+			}
+		} else if (args_is(&a, "--snapshots")) {
+			if (args_flag(&a) != 0) {
+				free(projs);
+				return RC_USAGE;
+			}
 			snapshots = 1;
 		} else if (args_is(&a, "--schemas")) {
-			if (!(sa.dir = args_value(&a)))
+			if (!(sa.dir = args_value(&a))) {
+				free(projs);
 				return RC_USAGE;
+			}
 		} else {
+			free(projs);
 			return args_unknown(&a);
 		}
 	}
-	if (!dir)
-		return usage_error(cmd, "missing DIR");
-	if (!snapshots)
-		return usage_error(cmd, "say what to rebuild: --snapshots");
-	if (!(sa.dir = demo_find_schemas(sa.dir)))
+	if (!dir || (!snapshots && !all && nprojs == 0)) {
+		free(projs);
+		return usage_error(cmd, !dir ? "missing DIR" : "say what to rebuild: "
+				   "PROJECTION..., --all or --snapshots");
+	}
+	if (!(sa.dir = demo_find_schemas(sa.dir))) {
+		free(projs);
 		return fail(cmd, "cannot find the demo's event schemas; give --schemas DIR");
+	}
 
 	rc = open_store(&store, cmd, dir, OPEN_WRITE, EVS_DURABILITY_SYNC, &sa);
-	if (rc != RC_OK)
+	if (rc != RC_OK) {
+		free(projs);
 		return rc;
+	}
+	for (i = 0; i < nprojs && rc == RC_OK; i++) {
+		char path[4200];
+		projection_path(path, sizeof path, projections, projs[i]);
+		rc = rebuild_projection(cmd, store, path);
+	}
+	if (all && rc == RC_OK) {
+		struct dirent **list = NULL;
+		int n = scandir(projections, &list, NULL, alphasort);
+		if (n < 0)
+			rc = fail(cmd, "cannot list %s: %s", projections, strerror(errno));
+		for (int j = 0; j < n; j++) {
+			size_t len = strlen(list[j]->d_name);
+			char path[4200];
+			if (rc == RC_OK && len > 4 && strcmp(list[j]->d_name + len - 4, ".sql") == 0) {
+				snprintf(path, sizeof path, "%s/%s", projections, list[j]->d_name);
+				rc = rebuild_projection(cmd, store, path);
+			}
+			free(list[j]);
+		}
+		free(list);
+	}
+	if (rc != RC_OK || !snapshots)
+		goto out;
 	orders_decider(&d);
 	if ((err = evs_snapshots_drop(store)) != 0) {
 		rc = lib_fail(cmd, err, "cannot drop the snapshots");
@@ -2141,6 +2246,7 @@ out:
 	for (i = 0; i < names.n; i++)
 		free(names.v[i]);
 	free(names.v);
+	free(projs);
 	return rc;
 }
 

@@ -74,6 +74,20 @@ EVS_EXTERN int evs_projections_start(evs_store *store);
  * worker stopped on (with its message), else 0. */
 EVS_EXTERN int evs_projections_stop(evs_store *store);
 
+/*
+ * Rebuilds the read model of the projection in file `path` from the whole
+ * log: into a new database beside the live one, which is then copied over
+ * the live one in one transaction (SQLite's backup), so queries, in this
+ * process or another, see the old rows until then and the new ones after.
+ * An interrupted rebuild leaves the live read model as it was.  `progress`
+ * (may be NULL) is called now and then with the position reached and the
+ * head.  *position_out: the new model's checkpoint.  The projection must
+ * not be running in this process.
+ */
+EVS_EXTERN int evs_projection_rebuild(evs_store *store, const char *path,
+				      evs_progress_cb progress, void *ctx,
+				      uint64_t *position_out);
+
 typedef struct evs_projection_status {
 	uint64_t checkpoint;       /* last position applied */
 	uint64_t head;             /* the store's last position */
