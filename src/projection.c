@@ -30,6 +30,7 @@
 #include "store.h"
 
 #define DEFAULT_BATCH 1000
+#define DEFAULT_RETRIES 3
 #define DEFAULT_QUERY_TIMEOUT_MS 5000
 
 static const char *const event_params[] = {
@@ -467,7 +468,10 @@ static int open_model(proj *p, section *sec, size_t nsec)
 	sqlite3_busy_timeout(p->db, 5000);
 	if (sqlite3_exec(p->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 			 "CREATE TABLE IF NOT EXISTS evs_projection (name TEXT PRIMARY KEY, "
-			 "position INTEGER NOT NULL, definition_hash INTEGER NOT NULL)",
+			 "position INTEGER NOT NULL, definition_hash INTEGER NOT NULL);"
+			 "CREATE TABLE IF NOT EXISTS evs_parked (position INTEGER PRIMARY KEY, "
+			 "stream TEXT NOT NULL, version INTEGER NOT NULL, type TEXT NOT NULL, "
+			 "error TEXT NOT NULL, attempts INTEGER NOT NULL)",
 			 NULL, NULL, NULL) != SQLITE_OK)
 		return db_err(p, p->db, "set up");
 	if ((rc = read_checkpoint(p, &pos, &hash)) != 0)
@@ -566,6 +570,8 @@ static int load_proj(evs_store *s, const char *path, const evs_projection_option
 	}
 	if (!opts.batch_size)
 		opts.batch_size = DEFAULT_BATCH;
+	if (!opts.max_retries)
+		opts.max_retries = DEFAULT_RETRIES;
 	FILE *f = fopen(path, "rb");
 	if (!f)
 		return evs__err(EVS_EINVAL, "projection %s: %s", path, strerror(errno));
@@ -715,41 +721,13 @@ static void fail_worker(proj *p, int rc)
 	snprintf(p->errmsg, sizeof(p->errmsg), "projection '%s': %s", p->name, evs_errmsg());
 }
 
-static int apply_event(const evs_event *ev, void *ctx)
+/* Runs the handlers hs[0..2) for one event, with its parameters bound;
+ * the first failure's code, its message naming file, line and event. */
+static int run_once(proj *p, handler *const hs[2], const evs_event *ev, const char *type,
+		    const char *id, uint32_t version, const char *data_text)
 {
-	proj *p = ctx;
-	char type[256], id[37];
-	json_t *up = NULL;
-	char *data_text = NULL;
-	uint32_t version = ev->schema_version;
-	handler *hs[2] = { NULL, NULL };
 	int rc = 0;
 
-	if (p->failed)
-		return 1;
-	snprintf(type, sizeof(type), "%.*s", (int)ev->type_len, ev->type);
-	for (size_t i = 0; i < p->nh; i++) {
-		if (strcmp(p->h[i].type, type) == 0)
-			hs[0] = &p->h[i];
-		else if (strcmp(p->h[i].type, "*") == 0)
-			hs[1] = &p->h[i];
-	}
-	if (!hs[0] && !hs[1])
-		return 0;
-	if (evs__upcasters_has(p->s->upcasters, ev->type, ev->type_len, ev->schema_version)) {
-		if ((rc = evs_upcast(p->s, ev, &up, &version)) != 0 ||
-		    !(data_text = json_dumps(up, JSON_COMPACT))) {
-			json_decref(up);
-			fail_worker(p, rc ? rc : evs__err(EVS_ENOMEM, "out of memory upcasting"));
-			return 1;
-		}
-	}
-	if (!p->in_tx && sqlite3_exec(p->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-		rc = db_err(p, p->db, "begin");
-		goto out;
-	}
-	p->in_tx = true;
-	evs_uuid_format(id, ev->id);
 	for (int w = 0; w < 2 && !rc; w++) {
 		handler *h = hs[w];
 		for (size_t k = 0; h && k < h->n && !rc; k++) {
@@ -805,6 +783,91 @@ static int apply_event(const evs_event *ev, void *ctx)
 			sqlite3_clear_bindings(st);
 		}
 	}
+	return rc;
+}
+
+/*
+ * Applies one event inside a savepoint, so that a failure undoes only its
+ * own changes: retried max_retries times (1 ms apart, doubling), then
+ * parked (the event and the error in evs_parked) or failed.
+ */
+static int run_handlers(proj *p, handler *const hs[2], const evs_event *ev, const char *type,
+			const char *id, uint32_t version, const char *data_text)
+{
+	char err[1024];
+	int rc = 0;
+
+	for (uint32_t attempt = 0; attempt <= p->opts.max_retries; attempt++) {
+		if (attempt) {
+			long ms = 1L << (attempt - 1 < 7 ? attempt - 1 : 7);
+			struct timespec nap = { ms / 1000, (ms % 1000) * 1000000L };
+			nanosleep(&nap, NULL);
+		}
+		if (sqlite3_exec(p->db, "SAVEPOINT evs_event", NULL, NULL, NULL) != SQLITE_OK)
+			return db_err(p, p->db, "savepoint");
+		rc = run_once(p, hs, ev, type, id, version, data_text);
+		if (rc == 0)
+			return sqlite3_exec(p->db, "RELEASE evs_event", NULL, NULL, NULL) == SQLITE_OK
+			       ? 0 : db_err(p, p->db, "release");
+		sqlite3_exec(p->db, "ROLLBACK TO evs_event", NULL, NULL, NULL);
+		sqlite3_exec(p->db, "RELEASE evs_event", NULL, NULL, NULL);
+	}
+	if (!p->opts.park)
+		return rc;
+	snprintf(err, sizeof(err), "%s", evs_errmsg());
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(p->db, "INSERT OR REPLACE INTO evs_parked (position, stream, "
+			       "version, type, error, attempts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+			       -1, &st, NULL) != SQLITE_OK)
+		return db_err(p, p->db, "park an event");
+	sqlite3_bind_int64(st, 1, (int64_t)ev->position);
+	sqlite3_bind_text(st, 2, ev->stream, (int)ev->stream_len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (int64_t)ev->version);
+	sqlite3_bind_text(st, 4, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, err, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, p->opts.max_retries + 1);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(p, p->db, "park an event");
+	sqlite3_finalize(st);
+	evs__err_clear();
+	return rc;
+}
+
+static int apply_event(const evs_event *ev, void *ctx)
+{
+	proj *p = ctx;
+	char type[256], id[37];
+	json_t *up = NULL;
+	char *data_text = NULL;
+	uint32_t version = ev->schema_version;
+	handler *hs[2] = { NULL, NULL };
+	int rc = 0;
+
+	if (p->failed)
+		return 1;
+	snprintf(type, sizeof(type), "%.*s", (int)ev->type_len, ev->type);
+	for (size_t i = 0; i < p->nh; i++) {
+		if (strcmp(p->h[i].type, type) == 0)
+			hs[0] = &p->h[i];
+		else if (strcmp(p->h[i].type, "*") == 0)
+			hs[1] = &p->h[i];
+	}
+	if (!hs[0] && !hs[1])
+		return 0;
+	if (evs__upcasters_has(p->s->upcasters, ev->type, ev->type_len, ev->schema_version)) {
+		if ((rc = evs_upcast(p->s, ev, &up, &version)) != 0 ||
+		    !(data_text = json_dumps(up, JSON_COMPACT))) {
+			json_decref(up);
+			fail_worker(p, rc ? rc : evs__err(EVS_ENOMEM, "out of memory upcasting"));
+			return 1;
+		}
+	}
+	if (!p->in_tx && sqlite3_exec(p->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		rc = db_err(p, p->db, "begin");
+		goto out;
+	}
+	p->in_tx = true;
+	evs_uuid_format(id, ev->id);
+	rc = run_handlers(p, hs, ev, type, id, version, data_text);
 	if (!rc) {
 		p->applied = ev->position;
 		if (++p->pending >= p->opts.batch_size)
@@ -943,6 +1006,179 @@ int evs_projections_stop(evs_store *s)
 	if (first)
 		evs__err(first, "%s", msg);
 	return first;
+}
+
+/* ---- parked events ---- */
+
+int evs_projection_parked(evs_store *s, const char *name, json_t **rows_out)
+{
+	proj *p;
+	sqlite3_stmt *st;
+	json_t *rows;
+	int r;
+
+	evs__err_clear();
+	if (!s || !name || !rows_out)
+		return evs__err(EVS_EINVAL, "evs_projection_parked: NULL argument");
+	*rows_out = NULL;
+	if (!(p = find_proj(s, name)))
+		return evs__err(EVS_ENOTFOUND, "no projection '%s' is loaded", name);
+	pthread_mutex_lock(&p->mu);
+	if (sqlite3_prepare_v2(p->qdb, "SELECT position, stream, version, type, error, attempts "
+			       "FROM evs_parked ORDER BY position", -1, &st, NULL) != SQLITE_OK) {
+		pthread_mutex_unlock(&p->mu);
+		return db_err(p, p->qdb, "list parked events");
+	}
+	rows = json_array();
+	while ((r = sqlite3_step(st)) == SQLITE_ROW)
+		json_array_append_new(rows, json_pack("{s:I, s:s, s:I, s:s, s:s, s:I}",
+			"position", (json_int_t)sqlite3_column_int64(st, 0),
+			"stream", (const char *)sqlite3_column_text(st, 1),
+			"version", (json_int_t)sqlite3_column_int64(st, 2),
+			"type", (const char *)sqlite3_column_text(st, 3),
+			"error", (const char *)sqlite3_column_text(st, 4),
+			"attempts", (json_int_t)sqlite3_column_int64(st, 5)));
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&p->mu);
+	if (r != SQLITE_DONE) {
+		json_decref(rows);
+		return db_err(p, p->qdb, "list parked events");
+	}
+	*rows_out = rows;
+	return 0;
+}
+
+typedef struct replay_ctx {
+	proj *p;
+	uint64_t want;
+	int rc;
+	bool ok, seen;
+} replay_ctx;
+
+/* Applies the event at rc->want once, in the open transaction. */
+static int replay_event(const evs_event *ev, void *ctx)
+{
+	replay_ctx *r = ctx;
+	proj *p = r->p;
+	char type[256], id[37];
+	handler *hs[2] = { NULL, NULL };
+	json_t *up = NULL;
+	char *data_text = NULL;
+	uint32_t version = ev->schema_version;
+
+	r->seen = ev->position == r->want;
+	if (!r->seen)
+		return 1;
+	snprintf(type, sizeof(type), "%.*s", (int)ev->type_len, ev->type);
+	for (size_t i = 0; i < p->nh; i++) {
+		if (strcmp(p->h[i].type, type) == 0)
+			hs[0] = &p->h[i];
+		else if (strcmp(p->h[i].type, "*") == 0)
+			hs[1] = &p->h[i];
+	}
+	if (evs__upcasters_has(p->s->upcasters, ev->type, ev->type_len, ev->schema_version) &&
+	    ((r->rc = evs_upcast(p->s, ev, &up, &version)) != 0 ||
+	     !(data_text = json_dumps(up, JSON_COMPACT)))) {
+		json_decref(up);
+		if (!r->rc)
+			r->rc = evs__err(EVS_ENOMEM, "out of memory upcasting");
+		return 1;
+	}
+	evs_uuid_format(id, ev->id);
+	r->rc = run_handlers(p, hs, ev, type, id, version, data_text);
+	if (!r->rc) {
+		/* parked again (it failed again), or applied? */
+		sqlite3_stmt *st;
+		r->ok = true;
+		if (sqlite3_prepare_v2(p->db, "SELECT 1 FROM evs_parked WHERE position = ?1", -1,
+				       &st, NULL) == SQLITE_OK) {
+			sqlite3_bind_int64(st, 1, (int64_t)ev->position);
+			r->ok = sqlite3_step(st) != SQLITE_ROW;
+			sqlite3_finalize(st);
+		}
+	}
+	json_decref(up);
+	if (data_text) {
+		json_free_t jfree;
+		json_get_alloc_funcs(NULL, &jfree);
+		jfree(data_text);
+	}
+	return 1;
+}
+
+int evs_projection_replay_parked(evs_store *s, const char *name, uint64_t *replayed,
+				 uint64_t *still)
+{
+	uint64_t *pos = NULL, n = 0, done = 0, left = 0;
+	proj *p;
+	sqlite3_stmt *st;
+	int rc = 0, park;
+
+	evs__err_clear();
+	if (replayed)
+		*replayed = 0;
+	if (still)
+		*still = 0;
+	if (!s || !name)
+		return evs__err(EVS_EINVAL, "evs_projection_replay_parked: NULL argument");
+	if (!(p = find_proj(s, name)))
+		return evs__err(EVS_ENOTFOUND, "no projection '%s' is loaded", name);
+	if (p->sub)
+		return evs__err(EVS_EINVAL, "projection '%s' is running in this process; stop it "
+				"before replaying its parked events", name);
+	if (sqlite3_prepare_v2(p->db, "SELECT position FROM evs_parked ORDER BY position", -1,
+			       &st, NULL) != SQLITE_OK)
+		return db_err(p, p->db, "list parked events");
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		uint64_t *np = evs__realloc(pos, (n + 1) * sizeof(*np));
+		if (!np)
+			break;
+		pos = np;
+		pos[n++] = (uint64_t)sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	/* one transaction per event: parked again (with its new error) when
+	 * it still fails, gone when it works */
+	park = p->opts.park;
+	p->opts.park = 1;
+	for (uint64_t i = 0; i < n && !rc; i++) {
+		replay_ctx r = { p, pos[i], 0, false, false };
+		char del[128];
+		if (sqlite3_exec(p->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+			rc = db_err(p, p->db, "begin");
+			break;
+		}
+		snprintf(del, sizeof(del), "DELETE FROM evs_parked WHERE position = %" PRIu64, pos[i]);
+		if (sqlite3_exec(p->db, del, NULL, NULL, NULL) != SQLITE_OK)
+			rc = db_err(p, p->db, "unpark an event");
+		if (!rc)
+			rc = evs_read_all(s, pos[i], 1, NULL, replay_event, &r);
+		if (!rc && r.rc)
+			rc = r.rc;
+		if (!rc && !r.seen)
+			rc = evs__err(EVS_ENOTFOUND, "parked position %" PRIu64 " is not in the log",
+				      pos[i]);
+		if (rc) {
+			sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
+			break;
+		}
+		if (sqlite3_exec(p->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+			rc = db_err(p, p->db, "commit");
+			sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
+			break;
+		}
+		if (r.ok)
+			done++;
+		else
+			left++;
+	}
+	p->opts.park = park;
+	evs__free(pos);
+	if (replayed)
+		*replayed = done;
+	if (still)
+		*still = left;
+	return rc;
 }
 
 /* ---- rebuild ---- */
@@ -1084,7 +1320,18 @@ int evs_projection_status_get(evs_projection_status *out, evs_store *s, const ch
 	pthread_mutex_unlock(&p->mu);
 	out->head = st.head_position;
 	out->lag = out->head > out->checkpoint ? out->head - out->checkpoint : 0;
-	out->running = p->sub != NULL;
+	out->running = p->sub != NULL && !p->failed;
+	{
+		sqlite3_stmt *q;
+		pthread_mutex_lock(&p->mu);
+		if (sqlite3_prepare_v2(p->qdb, "SELECT count(*) FROM evs_parked", -1, &q, NULL) ==
+		    SQLITE_OK) {
+			if (sqlite3_step(q) == SQLITE_ROW)
+				out->parked = (uint64_t)sqlite3_column_int64(q, 0);
+			sqlite3_finalize(q);
+		}
+		pthread_mutex_unlock(&p->mu);
+	}
 	out->out_of_date = p->out_of_date;
 	out->failed = p->failed;
 	return 0;

@@ -696,7 +696,7 @@ SQL
 QS=$TMP/query-store
 run generate "$QS" --events 30 --streams 3 --durability none
 run projections "$QS" --projections "$QP"
-ok "projections before any query" '{"projection":"counts","checkpoint":0,"head":30,"lag":30,"out_of_date":false}'
+ok "projections before any query" '{"projection":"counts","checkpoint":0,"head":30,"lag":30,"parked":0,"out_of_date":false}'
 run query "$QS" counts all --projections "$QP"
 ok "query all" '{"stream":"order-1","n":10}
 {"stream":"order-2","n":10}
@@ -707,7 +707,7 @@ run append "$QS" order-2 --type Note '{"n":1}'
 run query "$QS" counts one stream=order-2 --projections "$QP"
 ok "query after an append: up to date" '{"stream":"order-2","n":11}'
 run projections "$QS" --projections "$QP"
-ok "projections after a query" '{"projection":"counts","checkpoint":31,"head":31,"lag":0,"out_of_date":false}'
+ok "projections after a query" '{"projection":"counts","checkpoint":31,"head":31,"lag":0,"parked":0,"out_of_date":false}'
 BEFORE_Q=$("$EVSTORE" query "$QS" counts all --projections "$QP" 2>&1)
 run rebuild "$QS" counts --projections "$QP"
 eq "rebuild counts: exit status" 0 "$RC"
@@ -717,6 +717,12 @@ eq "rebuild counts: same answers" "$BEFORE_Q" "$("$EVSTORE" query "$QS" counts a
 run rebuild "$QS" --all --projections "$QP"
 eq "rebuild --all: exit status" 0 "$RC"
 eq "rebuild --all: output" '{"projection":"'"$QP"'/counts.sql","position":31}' "$OUT"
+run parked "$QS" counts --projections "$QP"
+ok "parked: none" ""
+run parked "$QS" counts --replay --projections "$QP"
+ok "parked --replay: none" '{"replayed":0,"still_parked":0}'
+run parked "$QS"
+err "parked: missing PROJECTION" 2 "evstore: parked: missing PROJECTION"
 run query "$QS" counts nope --projections "$QP"
 err "query: unknown query" 1 "projection 'counts' has no query 'nope'"
 run query "$QS" counts all --projections "$QP" --min-position 99 --timeout-ms 50

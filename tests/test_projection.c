@@ -325,6 +325,103 @@ START_TEST(test_rebuild)
 }
 END_TEST
 
+static const char guarded_sql[] =
+	"-- projection: totals\n"
+	"-- setup\n"
+	"CREATE TABLE IF NOT EXISTS totals (stream TEXT PRIMARY KEY,\n"
+	"    n INTEGER NOT NULL, sum INTEGER NOT NULL, cur TEXT);\n"
+	"CREATE TABLE IF NOT EXISTS config (broken INTEGER);\n"
+	"INSERT INTO config SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM config);\n"
+	"CREATE TRIGGER IF NOT EXISTS guard BEFORE INSERT ON totals\n"
+	"  WHEN NEW.sum = 13 AND (SELECT broken FROM config) = 1\n"
+	"  BEGIN SELECT RAISE(ABORT, 'thirteen'); END;\n"
+	"-- on: Added\n"
+	"INSERT INTO totals (stream, n, sum) VALUES (:stream, 1, json_extract(:data, '$.k'));\n"
+	"-- query: all\n"
+	"SELECT stream, n, sum, cur FROM totals ORDER BY stream;\n";
+
+/* A failing handler: the worker stops (the default), or the event is
+ * parked and the rest applied; replayed once the cause is fixed. */
+START_TEST(test_failure_policy)
+{
+	char *dir = tu_mkdtemp(), *pd = tu_mkdtemp(), *path, *t, db[4200];
+	evs_projection_options po = EVS_PROJECTION_OPTIONS_INIT;
+	evs_projection_status st;
+	evs_store *s = tu_open(dir, 0, 0);
+	uint64_t done, left;
+	json_t *rows;
+
+	path = write_file(pd, "totals.sql", guarded_sql);
+	add(s, "a-1", "Added", "{\"k\":2}", 1);
+	add(s, "a-2", "Added", "{\"k\":13}", 1);
+	add(s, "a-3", "Added", "{\"k\":4}", 1);
+	ck_assert_int_eq(evs_projection_load(s, path, NULL, NULL), 0);
+	ck_assert_int_eq(evs_projections_start(s), 0);
+	for (int i = 0; i < 5000; i++) {
+		ck_assert_int_eq(evs_projection_status_get(&st, s, "totals"), 0);
+		if (st.failed)
+			break;
+		struct timespec nap = { 0, 1000000 };
+		nanosleep(&nap, NULL);
+	}
+	ck_assert_int_eq(st.failed, EVS_EINVAL);
+	ck_assert_int_eq(st.running, 0);
+	ck_assert_uint_eq(st.checkpoint, 0);
+	ck_assert_int_eq(evs_projections_stop(s), EVS_EINVAL);
+	ck_assert_msg(strstr(evs_errmsg(), "totals.sql:11: on Added at stream 'a-2' version 1 "
+			     "(position 2): thirteen") != NULL, "%s", evs_errmsg());
+	evs_close(s);
+
+	s = tu_open(dir, 0, 0);
+	po.park = 1;
+	po.max_retries = 2;
+	ck_assert_int_eq(evs_projection_load(s, path, &po, NULL), 0);
+	ck_assert_int_eq(evs_projections_start(s), 0);
+	t = rows_at_head(s, "all", NULL);
+	ck_assert_str_eq(t, "[{\"stream\":\"a-1\",\"n\":1,\"sum\":2,\"cur\":null},"
+			 "{\"stream\":\"a-3\",\"n\":1,\"sum\":4,\"cur\":null}]");
+	free(t);
+	ck_assert_int_eq(evs_projection_status_get(&st, s, "totals"), 0);
+	ck_assert_uint_eq(st.parked, 1);
+	ck_assert_int_eq(evs_projection_parked(s, "totals", &rows), 0);
+	t = json_dumps(rows, JSON_COMPACT);
+	json_decref(rows);
+	static const char parked_head[] = "[{\"position\":2,\"stream\":\"a-2\",\"version\":1,"
+					  "\"type\":\"Added\",\"error\":\"";
+	ck_assert_msg(strncmp(t, parked_head, strlen(parked_head)) == 0, "%s", t);
+	ck_assert_msg(strstr(t, "thirteen\",\"attempts\":3}]") != NULL, "%s", t);
+	free(t);
+	/* still broken: stays parked; fixed: applied */
+	ck_assert_int_eq(evs_projection_replay_parked(s, "totals", &done, &left), EVS_EINVAL);
+	ck_assert_int_eq(evs_projections_stop(s), 0);
+	ck_assert_int_eq(evs_projection_replay_parked(s, "totals", &done, &left), 0);
+	ck_assert_uint_eq(done, 0);
+	ck_assert_uint_eq(left, 1);
+	snprintf(db, sizeof(db), "%s/readmodels/totals.db", dir);
+	sqlite3 *h;
+	ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(h, "UPDATE config SET broken = 0", NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(h);
+	ck_assert_int_eq(evs_projection_replay_parked(s, "totals", &done, &left), 0);
+	ck_assert_uint_eq(done, 1);
+	ck_assert_uint_eq(left, 0);
+	t = rows_at_head(s, "all", NULL);
+	ck_assert_str_eq(t, "[{\"stream\":\"a-1\",\"n\":1,\"sum\":2,\"cur\":null},"
+			 "{\"stream\":\"a-2\",\"n\":1,\"sum\":13,\"cur\":null},"
+			 "{\"stream\":\"a-3\",\"n\":1,\"sum\":4,\"cur\":null}]");
+	free(t);
+	ck_assert_int_eq(evs_projection_status_get(&st, s, "totals"), 0);
+	ck_assert_uint_eq(st.parked, 0);
+	evs_close(s);
+	tu_rmdir(dir);
+	tu_rmdir(pd);
+	free(dir);
+	free(pd);
+	free(path);
+}
+END_TEST
+
 START_TEST(test_file_errors)
 {
 	static const char *const bad[][2] = {
@@ -431,6 +528,7 @@ int main(void)
 	tcase_add_test(tc, test_upcast_and_change);
 	tcase_add_test(tc, test_every_type);
 	tcase_add_test(tc, test_rebuild);
+	tcase_add_test(tc, test_failure_policy);
 	tcase_add_test(tc, test_file_errors);
 	tcase_add_test(tc, test_kill_mid_batch);
 	suite_add_tcase(su, tc);

@@ -1960,13 +1960,91 @@ out:
 	return rc;
 }
 
+static const char usage_parked[] =
+	"usage: evstore parked DIR PROJECTION [--replay] [--projections D]\n"
+	"                      [--schemas D]\n"
+	"\n"
+	"Lists the events projection PROJECTION parked (its handlers failed on\n"
+	"them; see the projection option park), one JSON object a line:\n"
+	"{\"position\",\"stream\",\"version\",\"type\",\"error\",\"attempts\"}.\n"
+	"With --replay, applies them again (after a fix): those that succeed\n"
+	"leave the list; prints {\"replayed\",\"still_parked\"}.\n";
+
+static int cmd_parked(const char *cmd, int argc, char **argv)
+{
+	const char *pos[2] = { NULL, NULL }, *projections = EVS_DEMO_PROJECTIONS, *name;
+	struct schema_args sa = { NULL, 0 };
+	evs_store *store = NULL;
+	evs_options opts = EVS_OPTIONS_INIT;
+	char path[4200];
+	int k, err, rc = RC_OK, replay = 0;
+	size_t npos = 0;
+	struct args a;
+
+	args_init(&a, cmd, argc, argv);
+	while ((k = args_next(&a)) >= 0) {
+		if (k == 0) {
+			if (npos == 2)
+				return args_extra(&a);
+			pos[npos++] = a.arg;
+		} else if (args_is(&a, "--replay")) {
+			if (args_flag(&a) != 0)
+				return RC_USAGE;
+			replay = 1;
+		} else if (args_is(&a, "--projections")) {
+			if (!(projections = args_value(&a)))
+				return RC_USAGE;
+		} else if (args_is(&a, "--schemas")) {
+			if (!(sa.dir = args_value(&a)))
+				return RC_USAGE;
+		} else {
+			return args_unknown(&a);
+		}
+	}
+	if (npos < 2)
+		return usage_error(cmd, "missing %s", npos ? "PROJECTION" : "DIR");
+	projection_path(path, sizeof path, projections, pos[1]);
+	opts.schema_dir = demo_find_schemas(sa.dir);
+	opts.read_only = !replay;
+	if ((err = evs_open(&store, pos[0], &opts)) != 0)
+		return lib_fail(cmd, err, "cannot open store '%s'", pos[0]);
+	if ((err = evs_projection_load(store, path, NULL, &name)) != 0) {
+		rc = lib_fail(cmd, err, "cannot load projection '%s'", pos[1]);
+		goto out;
+	}
+	if (replay) {
+		uint64_t done, left;
+		if ((err = evs_projection_replay_parked(store, name, &done, &left)) != 0) {
+			rc = lib_fail(cmd, err, "cannot replay the parked events of '%s'", name);
+			goto out;
+		}
+		if (emit(json_pack("{s:I, s:I}", "replayed", (json_int_t)done, "still_parked",
+				   (json_int_t)left), 0) != 0)
+			rc = emit_fail(cmd);
+	} else {
+		json_t *rows, *row;
+		size_t i;
+		if ((err = evs_projection_parked(store, name, &rows)) != 0) {
+			rc = lib_fail(cmd, err, "cannot list the parked events of '%s'", name);
+			goto out;
+		}
+		json_array_foreach(rows, i, row)
+			if (rc == RC_OK && emit(json_incref(row), 0) != 0)
+				rc = emit_fail(cmd);
+		json_decref(rows);
+	}
+out:
+	evs_close(store);
+	return rc;
+}
+
 static const char usage_projections[] =
 	"usage: evstore projections DIR [--projections D] [--schemas D]\n"
 	"\n"
 	"Shows each projection of the projections directory (default: the\n"
 	"source tree's projections/) with its read model in DIR, one JSON\n"
 	"object a line: {\"projection\",\"checkpoint\",\"head\",\"lag\",\n"
-	"\"out_of_date\"}.  Nothing is applied: lag is how far the read model\n"
+	"\"parked\",\"out_of_date\"}.  Nothing is applied: lag is how far the read model\n"
 	"is behind the store.\n";
 
 static int cmd_projections(const char *cmd, int argc, char **argv)
@@ -2019,10 +2097,10 @@ static int cmd_projections(const char *cmd, int argc, char **argv)
 			rc = lib_fail(cmd, err, "projection %s", path);
 			break;
 		}
-		if (emit(json_pack("{s:s, s:I, s:I, s:I, s:b}", "projection", name,
+		if (emit(json_pack("{s:s, s:I, s:I, s:I, s:I, s:b}", "projection", name,
 				   "checkpoint", (json_int_t)st.checkpoint, "head",
-				   (json_int_t)st.head, "lag", (json_int_t)st.lag, "out_of_date",
-				   st.out_of_date), 0) != 0)
+				   (json_int_t)st.head, "lag", (json_int_t)st.lag, "parked",
+				   (json_int_t)st.parked, "out_of_date", st.out_of_date), 0) != 0)
 			rc = emit_fail(cmd);
 	}
 out:
@@ -2928,6 +3006,7 @@ static const char usage_main[] =
 	"  tail DIR                   print new events as they are appended\n"
 	"  query DIR PROJ QUERY ...   run a projection's named query\n"
 	"  projections DIR            show the projections' checkpoints and lag\n"
+	"  parked DIR PROJ [--replay] list (or replay) a projection's parked events\n"
 	"  bench                      benchmark against SQLite and the disk\n"
 	"  help [COMMAND]             show the usage of a command\n"
 	"\n"
@@ -2957,6 +3036,7 @@ static const struct command commands[] = {
 	{ "tail", cmd_tail, usage_tail },
 	{ "query", cmd_query, usage_query },
 	{ "projections", cmd_projections, usage_projections },
+	{ "parked", cmd_parked, usage_parked },
 	{ "bench", cmd_bench, usage_bench },
 };
 

@@ -52,9 +52,15 @@ typedef struct evs_projection_options {
 	 * 1 rebuilds it from the log when started; 0 keeps serving the old
 	 * one and starting fails. */
 	int rebuild_if_changed;
+	/* A handler that fails on an event is tried again this many times
+	 * (0: 3), 1 ms apart doubling; then, with park, the event goes to the
+	 * read model's table evs_parked with the error and the worker goes on;
+	 * without, the worker stops with the error (the default). */
+	uint32_t max_retries;
+	int park;
 } evs_projection_options;
 
-#define EVS_PROJECTION_OPTIONS_INIT { EVS_PROJECTION_OPTIONS_VERSION, 0, 0 }
+#define EVS_PROJECTION_OPTIONS_INIT { EVS_PROJECTION_OPTIONS_VERSION, 0, 0, 0, 0 }
 
 /*
  * Loads the projection in file `path` into the store (it stays until the
@@ -88,6 +94,21 @@ EVS_EXTERN int evs_projection_rebuild(evs_store *store, const char *path,
 				      evs_progress_cb progress, void *ctx,
 				      uint64_t *position_out);
 
+/*
+ * The parked events of projection `name`: a new JSON array of
+ * {"position","stream","version","type","error","attempts"} objects.
+ */
+EVS_EXTERN int evs_projection_parked(evs_store *store, const char *name, json_t **rows_out);
+
+/*
+ * Applies the parked events of projection `name` again (after a fix): each
+ * that succeeds leaves evs_parked, in the same transaction; each that
+ * fails stays, with its new error.  *replayed and *still (may be NULL)
+ * count them.  The projection must not be running in this process.
+ */
+EVS_EXTERN int evs_projection_replay_parked(evs_store *store, const char *name,
+					    uint64_t *replayed, uint64_t *still);
+
 typedef struct evs_projection_status {
 	uint64_t checkpoint;       /* last position applied */
 	uint64_t head;             /* the store's last position */
@@ -95,6 +116,7 @@ typedef struct evs_projection_status {
 	int running;
 	int out_of_date;           /* built by another version of its file */
 	int failed;                /* an EVS_E* code the worker stopped on, or 0 */
+	uint64_t parked;           /* events in evs_parked */
 } evs_projection_status;
 
 EVS_EXTERN int evs_projection_status_get(evs_projection_status *out, evs_store *store,
