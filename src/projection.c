@@ -72,6 +72,10 @@ typedef struct proj {
 	const char **types;     /* the subscription's filter */
 
 	evs_subscription *sub;
+	bool careful;           /* commit every event (a start after a crash) */
+	bool starts_dirty;      /* this run's start is counted, not yet cleared */
+	int suspect;            /* starts without progress: the next event stopped
+				   the process that many times */
 	bool in_tx;
 	uint32_t pending;       /* events applied in the open transaction */
 	uint64_t applied;       /* the last position applied in it */
@@ -442,7 +446,8 @@ static int write_checkpoint(proj *p, uint64_t pos)
 
 	snprintf(q, sizeof(q), "INSERT INTO evs_projection (name, position, definition_hash) "
 		 "VALUES (?1, %" PRIu64 ", %" PRIu64 ") ON CONFLICT (name) DO UPDATE SET "
-		 "position = excluded.position, definition_hash = excluded.definition_hash",
+		 "position = excluded.position, definition_hash = excluded.definition_hash, "
+		 "starts = 0",
 		 pos, p->hash);
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(p->db, q, -1, &st, NULL) != SQLITE_OK)
@@ -468,7 +473,8 @@ static int open_model(proj *p, section *sec, size_t nsec)
 	sqlite3_busy_timeout(p->db, 5000);
 	if (sqlite3_exec(p->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 			 "CREATE TABLE IF NOT EXISTS evs_projection (name TEXT PRIMARY KEY, "
-			 "position INTEGER NOT NULL, definition_hash INTEGER NOT NULL);"
+			 "position INTEGER NOT NULL, definition_hash INTEGER NOT NULL, "
+			 "starts INTEGER NOT NULL DEFAULT 0);"
 			 "CREATE TABLE IF NOT EXISTS evs_parked (position INTEGER PRIMARY KEY, "
 			 "stream TEXT NOT NULL, version INTEGER NOT NULL, type TEXT NOT NULL, "
 			 "error TEXT NOT NULL, attempts INTEGER NOT NULL)",
@@ -708,6 +714,7 @@ static int commit(proj *p, uint64_t pos)
 	}
 	p->in_tx = false;
 	p->pending = 0;
+	p->careful = false;
 	set_checkpoint(p, pos);
 	return 0;
 }
@@ -719,6 +726,32 @@ static void fail_worker(proj *p, int rc)
 	p->in_tx = false;
 	p->failed = rc;
 	snprintf(p->errmsg, sizeof(p->errmsg), "projection '%s': %s", p->name, evs_errmsg());
+}
+
+/* Puts the event in evs_parked with `error` (in the open transaction). */
+static int park_event(proj *p, const evs_event *ev, const char *type, const char *error,
+		      uint32_t attempts)
+{
+	char err[1024];
+	sqlite3_stmt *st;
+	int rc;
+
+	snprintf(err, sizeof(err), "%s", error);
+	if (sqlite3_prepare_v2(p->db, "INSERT OR REPLACE INTO evs_parked (position, stream, "
+			       "version, type, error, attempts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+			       -1, &st, NULL) != SQLITE_OK)
+		return db_err(p, p->db, "park an event");
+	sqlite3_bind_int64(st, 1, (int64_t)ev->position);
+	sqlite3_bind_text(st, 2, ev->stream, (int)ev->stream_len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (int64_t)ev->version);
+	sqlite3_bind_text(st, 4, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, err, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, attempts);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(p, p->db, "park an event");
+	sqlite3_finalize(st);
+	if (!rc)
+		evs__err_clear();
+	return rc;
 }
 
 /* Runs the handlers hs[0..2) for one event, with its parameters bound;
@@ -815,21 +848,7 @@ static int run_handlers(proj *p, handler *const hs[2], const evs_event *ev, cons
 	if (!p->opts.park)
 		return rc;
 	snprintf(err, sizeof(err), "%s", evs_errmsg());
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(p->db, "INSERT OR REPLACE INTO evs_parked (position, stream, "
-			       "version, type, error, attempts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-			       -1, &st, NULL) != SQLITE_OK)
-		return db_err(p, p->db, "park an event");
-	sqlite3_bind_int64(st, 1, (int64_t)ev->position);
-	sqlite3_bind_text(st, 2, ev->stream, (int)ev->stream_len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, (int64_t)ev->version);
-	sqlite3_bind_text(st, 4, type, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, err, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 6, p->opts.max_retries + 1);
-	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(p, p->db, "park an event");
-	sqlite3_finalize(st);
-	evs__err_clear();
-	return rc;
+	return park_event(p, ev, type, err, p->opts.max_retries + 1);
 }
 
 static int apply_event(const evs_event *ev, void *ctx)
@@ -867,10 +886,21 @@ static int apply_event(const evs_event *ev, void *ctx)
 	}
 	p->in_tx = true;
 	evs_uuid_format(id, ev->id);
-	rc = run_handlers(p, hs, ev, type, id, version, data_text);
+	if (p->suspect) {
+		/* the process died this many times applying this event */
+		rc = evs__err(EVS_EFAILED, "%s: the process stopped %d times while applying the "
+			      "event at stream '%.*s' version %" PRIu64 " (position %" PRIu64 ")",
+			      p->path, p->suspect, (int)ev->stream_len, ev->stream, ev->version,
+			      ev->position);
+		p->suspect = 0;
+		if (p->opts.park)
+			rc = park_event(p, ev, type, evs_errmsg(), p->opts.max_retries + 1);
+	} else {
+		rc = run_handlers(p, hs, ev, type, id, version, data_text);
+	}
 	if (!rc) {
 		p->applied = ev->position;
-		if (++p->pending >= p->opts.batch_size)
+		if (++p->pending >= p->opts.batch_size || p->careful)
 			rc = commit(p, ev->position);
 	}
 out:
@@ -893,10 +923,19 @@ static void caught_up(void *ctx, uint64_t next)
 	proj *p = ctx;
 	int rc;
 
-	if (p->failed || next <= 1)
+	if (p->failed)
 		return;
-	if ((rc = commit(p, next - 1)) != 0)
+	if (next > 1 && (rc = commit(p, next - 1)) != 0) {
 		fail_worker(p, rc);
+		return;
+	}
+	/* caught up without dying: this start was not a crash loop (an idle
+	 * process killed again and again must not count against the next
+	 * event) */
+	if (p->starts_dirty) {
+		sqlite3_exec(p->db, "UPDATE evs_projection SET starts = 0", NULL, NULL, NULL);
+		p->starts_dirty = false;
+	}
 }
 
 static int rebuild_model(proj *p)
@@ -940,6 +979,35 @@ static int rebuild_model(proj *p)
 	return rc;
 }
 
+/*
+ * Counts this start in the read model, durably: `starts` says how many
+ * workers started since the checkpoint last moved.  A clean stop resets
+ * it; a crash does not.  So more than one means the last run died before
+ * committing anything; the worker then commits event by event, which
+ * pins the crash to the first event after the checkpoint, and after
+ * max_retries + 1 such starts that event is parked (or the worker stops)
+ * instead of crashing the process again.
+ */
+static int count_start(proj *p, int *starts)
+{
+	sqlite3_stmt *st;
+	char q[512];
+	int rc;
+
+	snprintf(q, sizeof(q), "INSERT INTO evs_projection (name, position, definition_hash, "
+		 "starts) VALUES (?1, %" PRIu64 ", %" PRIu64 ", 1) ON CONFLICT (name) DO UPDATE "
+		 "SET starts = starts + 1 RETURNING starts", p->checkpoint, p->hash);
+	if (sqlite3_prepare_v2(p->db, q, -1, &st, NULL) != SQLITE_OK)
+		return db_err(p, p->db, "count a start");
+	sqlite3_bind_text(st, 1, p->name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	*starts = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+	while (rc == SQLITE_ROW)
+		rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_err(p, p->db, "count a start");
+}
+
 int evs_projections_start(evs_store *s)
 {
 	evs__projections *r;
@@ -967,6 +1035,12 @@ int evs_projections_start(evs_store *s)
 				break;
 		}
 		p->failed = 0;
+		int starts = 0;
+		if ((rc = count_start(p, &starts)) != 0)
+			break;
+		p->careful = starts > 1;
+		p->starts_dirty = true;
+		p->suspect = starts > (int)p->opts.max_retries + 1 ? starts - 1 : 0;
 		so.from = p->checkpoint + 1;
 		/* only the handled types, unless a handler takes every type */
 		so.filter.types = p->types;
@@ -998,6 +1072,8 @@ int evs_projections_stop(evs_store *s)
 			if (rc)
 				fail_worker(p, rc);
 		}
+		if (!p->failed)
+			sqlite3_exec(p->db, "UPDATE evs_projection SET starts = 0", NULL, NULL, NULL);
 		if (p->failed && !first) {
 			first = p->failed;
 			snprintf(msg, sizeof(msg), "%s", p->errmsg);

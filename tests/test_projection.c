@@ -422,6 +422,75 @@ START_TEST(test_failure_policy)
 }
 END_TEST
 
+/* A handler that never ends on one event (as one that crashes the process
+ * would): after the process dies on it max_retries + 1 times, the event
+ * is parked instead of stopping every restart. */
+START_TEST(test_crash_loop)
+{
+	char *dir = tu_mkdtemp(), *pd = tu_mkdtemp(), *path, *t;
+	evs_projection_options po = EVS_PROJECTION_OPTIONS_INIT;
+	evs_store *s = tu_open(dir, 0, 0);
+	json_t *rows;
+
+	path = write_file(pd, "totals.sql",
+			  "-- projection: totals\n-- setup\n"
+			  "CREATE TABLE IF NOT EXISTS totals (stream TEXT PRIMARY KEY,\n"
+			  "    n INTEGER NOT NULL, sum INTEGER NOT NULL, cur TEXT);\n"
+			  "-- on: Added\n"
+			  "INSERT INTO totals (stream, n, sum)\n"
+			  "SELECT :stream, 1, json_extract(:data, '$.k')\n"
+			  " WHERE json_extract(:data, '$.k') != 13 OR (WITH RECURSIVE c(x) AS\n"
+			  "   (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 4000000000)\n"
+			  "   SELECT count(*) FROM c) > 0;\n"
+			  "-- query: all\nSELECT stream, n, sum, cur FROM totals ORDER BY stream;\n");
+	add(s, "a-1", "Added", "{\"k\":2}", 1);
+	add(s, "a-2", "Added", "{\"k\":13}", 1);
+	add(s, "a-3", "Added", "{\"k\":4}", 1);
+	evs_close(s);
+	po.park = 1;
+	po.max_retries = 1;
+	for (int round = 0; round < 6; round++) {
+		pid_t pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			evs_store *cs = tu_open(dir, 0, 0);
+			if (!cs || evs_projection_load(cs, path, &po, NULL) != 0 ||
+			    evs_projections_start(cs) != 0)
+				_exit(3);
+			struct timespec nap = { 0, 300000000L };
+			nanosleep(&nap, NULL);
+			raise(SIGKILL);
+			_exit(4);
+		}
+		int status;
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		ck_assert_msg(WIFSIGNALED(status), "round %d: status %d", round, status);
+	}
+	s = tu_open(dir, 0, 0);
+	ck_assert_int_eq(evs_projection_load(s, path, &po, NULL), 0);
+	ck_assert_int_eq(evs_projections_start(s), 0);
+	t = rows_at_head(s, "all", NULL);
+	ck_assert_str_eq(t, "[{\"stream\":\"a-1\",\"n\":1,\"sum\":2,\"cur\":null},"
+			 "{\"stream\":\"a-3\",\"n\":1,\"sum\":4,\"cur\":null}]");
+	free(t);
+	ck_assert_int_eq(evs_projection_parked(s, "totals", &rows), 0);
+	ck_assert_int_eq(json_array_size(rows), 1);
+	json_t *r0 = json_array_get(rows, 0);
+	ck_assert_int_eq(json_integer_value(json_object_get(r0, "position")), 2);
+	ck_assert_msg(strstr(json_string_value(json_object_get(r0, "error")),
+			     "the process stopped 2 times while applying the event at stream "
+			     "'a-2' version 1 (position 2)") != NULL, "%s",
+		      json_string_value(json_object_get(r0, "error")));
+	json_decref(rows);
+	evs_close(s);
+	tu_rmdir(dir);
+	tu_rmdir(pd);
+	free(dir);
+	free(pd);
+	free(path);
+}
+END_TEST
+
 START_TEST(test_file_errors)
 {
 	static const char *const bad[][2] = {
@@ -529,6 +598,7 @@ int main(void)
 	tcase_add_test(tc, test_every_type);
 	tcase_add_test(tc, test_rebuild);
 	tcase_add_test(tc, test_failure_policy);
+	tcase_add_test(tc, test_crash_loop);
 	tcase_add_test(tc, test_file_errors);
 	tcase_add_test(tc, test_kill_mid_batch);
 	suite_add_tcase(su, tc);
