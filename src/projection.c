@@ -72,6 +72,7 @@ typedef struct proj {
 	const char **types;     /* the subscription's filter */
 
 	evs_subscription *sub;
+	sqlite3_stmt *sp[3];    /* SAVEPOINT, RELEASE, ROLLBACK TO (per event) */
 	bool careful;           /* commit every event (a start after a crash) */
 	bool starts_dirty;      /* this run's start is counted, not yet cleared */
 	int suspect;            /* starts without progress: the next event stopped
@@ -115,6 +116,8 @@ static void proj_free(proj *p)
 		sqlite3_finalize(p->q[i].st);
 		evs__free(p->q[i].name);
 	}
+	for (int i = 0; i < 3; i++)
+		sqlite3_finalize(p->sp[i]);
 	evs__free(p->h);
 	evs__free(p->q);
 	evs__free((void *)p->types);
@@ -819,6 +822,23 @@ static int run_once(proj *p, handler *const hs[2], const evs_event *ev, const ch
 	return rc;
 }
 
+/* Runs the savepoint statement k (0 SAVEPOINT, 1 RELEASE, 2 ROLLBACK TO),
+ * prepared once: per event, parsing them would cost more than most
+ * handlers. */
+static int sp_run(proj *p, int k)
+{
+	static const char *const sql[3] = {
+		"SAVEPOINT evs_event", "RELEASE evs_event", "ROLLBACK TO evs_event",
+	};
+	int rc;
+
+	if (!p->sp[k] && sqlite3_prepare_v2(p->db, sql[k], -1, &p->sp[k], NULL) != SQLITE_OK)
+		return -1;
+	rc = sqlite3_step(p->sp[k]);
+	sqlite3_reset(p->sp[k]);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
 /*
  * Applies one event inside a savepoint, so that a failure undoes only its
  * own changes: retried max_retries times (1 ms apart, doubling), then
@@ -836,14 +856,13 @@ static int run_handlers(proj *p, handler *const hs[2], const evs_event *ev, cons
 			struct timespec nap = { ms / 1000, (ms % 1000) * 1000000L };
 			nanosleep(&nap, NULL);
 		}
-		if (sqlite3_exec(p->db, "SAVEPOINT evs_event", NULL, NULL, NULL) != SQLITE_OK)
+		if (sp_run(p, 0) != 0)
 			return db_err(p, p->db, "savepoint");
 		rc = run_once(p, hs, ev, type, id, version, data_text);
 		if (rc == 0)
-			return sqlite3_exec(p->db, "RELEASE evs_event", NULL, NULL, NULL) == SQLITE_OK
-			       ? 0 : db_err(p, p->db, "release");
-		sqlite3_exec(p->db, "ROLLBACK TO evs_event", NULL, NULL, NULL);
-		sqlite3_exec(p->db, "RELEASE evs_event", NULL, NULL, NULL);
+			return sp_run(p, 1) == 0 ? 0 : db_err(p, p->db, "release");
+		sp_run(p, 2);
+		sp_run(p, 1);
 	}
 	if (!p->opts.park)
 		return rc;
