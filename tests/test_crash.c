@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -198,6 +199,14 @@ START_TEST(test_kill9_loop)
 		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 		ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
 			      "child exited by itself (status %d)", status);
+		/* A kill can cut the child's write of its acks short (the
+		 * kernel stops a write to a file between pages for a fatal
+		 * signal): drop a torn last record, or the next round's acks
+		 * would be read out of step. */
+		struct stat sst;
+		if (stat(side, &sst) == 0 && sst.st_size % (off_t)sizeof(ack) != 0)
+			ck_assert_int_eq(truncate(side, sst.st_size - sst.st_size % (off_t)sizeof(ack)),
+					 0);
 
 		/* The operator's check, before any writer has recovered the
 		 * store: read-only, it must find the acknowledged log clean. */
