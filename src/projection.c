@@ -54,8 +54,22 @@ typedef struct handler {
 
 typedef struct pquery {
 	char *name;
-	sqlite3_stmt *st;
+	char *sql;
 } pquery;
+
+/*
+ * A connection for queries: opened query_only, one per caller at once,
+ * kept in a free list for the next.  Its declared queries are prepared on
+ * first use; begin/pos/end hold the read transaction that pins the rows
+ * and the checkpoint to one state.
+ */
+typedef struct qconn {
+	sqlite3 *db;
+	sqlite3_stmt **st;
+	sqlite3_stmt *begin, *pos, *end;
+	bool strict;            /* the authorizer allows reading only */
+	struct qconn *next;
+} qconn;
 
 typedef struct proj {
 	evs_store *s;
@@ -63,13 +77,27 @@ typedef struct proj {
 	evs_projection_options opts;
 	uint64_t hash;
 	bool out_of_date;
-	sqlite3 *db, *qdb;
+	sqlite3 *db;
 	handler *h;
 	size_t nh;
 	pquery *q;
 	size_t nq;
-	char *setup;            /* the setup section's SQL */
 	const char **types;     /* the subscription's filter */
+	size_t ntypes;
+	bool all_types;         /* no filter: something takes every type */
+
+	/* a C projection: its definition (name, types and sql copied) */
+	bool is_c;
+	evs_projection_def c;
+	char **ctypes;
+	char *csql;
+
+	evs__projections *reg;  /* the store's, for worker slots; NULL for a
+				   rebuild's twin */
+	bool has_slot;
+
+	pthread_mutex_t qmu;    /* qfree */
+	qconn *qfree;
 
 	evs_subscription *sub;
 	sqlite3_stmt *sp[3];    /* SAVEPOINT, RELEASE, ROLLBACK TO (per event) */
@@ -82,8 +110,9 @@ typedef struct proj {
 	uint64_t applied;       /* the last position applied in it */
 	int failed;
 	char errmsg[1024];
+	bool running;
 
-	pthread_mutex_t mu;     /* checkpoint, qdb */
+	pthread_mutex_t mu;     /* checkpoint, running, failed, errmsg */
 	pthread_cond_t cv;      /* the checkpoint moved */
 	uint64_t checkpoint;
 } proj;
@@ -91,6 +120,9 @@ typedef struct proj {
 struct evs__projections {
 	proj **p;
 	size_t n, cap;
+	pthread_mutex_t mu;     /* active */
+	pthread_cond_t cv;
+	unsigned max_workers, active;
 };
 
 static uint64_t fnv(const char *t, size_t n)
@@ -102,10 +134,27 @@ static uint64_t fnv(const char *t, size_t n)
 	return h & 0x7fffffffffffffffull;
 }
 
+static void qconn_close(qconn *c, size_t nq)
+{
+	for (size_t i = 0; c->st && i < nq; i++)
+		sqlite3_finalize(c->st[i]);
+	sqlite3_finalize(c->begin);
+	sqlite3_finalize(c->pos);
+	sqlite3_finalize(c->end);
+	sqlite3_close(c->db);
+	evs__free(c->st);
+	evs__free(c);
+}
+
 static void proj_free(proj *p)
 {
 	if (!p)
 		return;
+	while (p->qfree) {
+		qconn *c = p->qfree;
+		p->qfree = c->next;
+		qconn_close(c, p->nq);
+	}
 	for (size_t i = 0; i < p->nh; i++) {
 		for (size_t k = 0; k < p->h[i].n; k++)
 			sqlite3_finalize(p->h[i].st[k].st);
@@ -113,21 +162,24 @@ static void proj_free(proj *p)
 		evs__free(p->h[i].type);
 	}
 	for (size_t i = 0; i < p->nq; i++) {
-		sqlite3_finalize(p->q[i].st);
+		evs__free(p->q[i].sql);
 		evs__free(p->q[i].name);
 	}
+	for (size_t i = 0; p->ctypes && i < p->c.ntypes; i++)
+		evs__free(p->ctypes[i]);
+	evs__free(p->ctypes);
+	evs__free(p->csql);
 	for (int i = 0; i < 3; i++)
 		sqlite3_finalize(p->sp[i]);
 	evs__free(p->h);
 	evs__free(p->q);
 	evs__free((void *)p->types);
 	sqlite3_close(p->db);
-	sqlite3_close(p->qdb);
-	evs__free(p->setup);
 	evs__free(p->name);
 	evs__free(p->path);
 	evs__free(p->db_path);
 	pthread_mutex_destroy(&p->mu);
+	pthread_mutex_destroy(&p->qmu);
 	pthread_cond_destroy(&p->cv);
 	evs__free(p);
 }
@@ -141,6 +193,8 @@ void evs__projections_free(evs_store *s)
 	evs_projections_stop(s);
 	for (size_t i = 0; i < r->n; i++)
 		proj_free(r->p[i]);
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->cv);
 	evs__free(r->p);
 	evs__free(r);
 	s->projections = NULL;
@@ -296,7 +350,7 @@ static int take_query(proj *p, void *ctx, sqlite3_stmt *st, int line)
 {
 	pquery *q = ctx;
 
-	if (q->st) {
+	if (q->sql) {
 		sqlite3_finalize(st);
 		return evs__err(EVS_EINVAL, "%s:%d: query '%s' has more than one statement",
 				p->path, line, q->name);
@@ -306,8 +360,9 @@ static int take_query(proj *p, void *ctx, sqlite3_stmt *st, int line)
 		return evs__err(EVS_EINVAL, "%s:%d: query '%s' writes; a query may only read",
 				p->path, line, q->name);
 	}
-	q->st = st;
-	return 0;
+	q->sql = evs__strdup(sqlite3_sql(st));
+	sqlite3_finalize(st);
+	return q->sql ? 0 : evs__err(EVS_ENOMEM, "out of memory loading %s", p->path);
 }
 
 typedef struct section {
@@ -491,6 +546,19 @@ static int open_model(proj *p, section *sec, size_t nsec)
 		if (sec[i].kind == SEC_SETUP &&
 		    (rc = prepare_all(p, sec[i].sql, sec[i].line + 1, take_setup, NULL, &count)) != 0)
 			return rc;
+	/* a C projection's setup, before the SQL that may use its tables */
+	if (p->is_c && p->c.setup) {
+		if (sqlite3_exec(p->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+			return db_err(p, p->db, "begin setup");
+		int r = p->c.setup(p->db, p->c.ctx);
+		if (r || sqlite3_exec(p->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+			rc = evs__err(EVS_EINVAL, "projection '%s': setup %s %d: %s", p->name,
+				      r ? "returned" : "could not commit, code",
+				      r ? r : sqlite3_errcode(p->db), sqlite3_errmsg(p->db));
+			sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
+			return rc;
+		}
+	}
 	for (size_t i = 0; i < nsec; i++) {
 		if (sec[i].kind == SEC_ON) {
 			char *types = sec[i].arg, *save = NULL;
@@ -532,76 +600,56 @@ static int open_model(proj *p, section *sec, size_t nsec)
 			if ((rc = prepare_all(p, sec[i].sql, sec[i].line + 1, take_query, q,
 					      &count)) != 0)
 				return rc;
-			if (!q->st)
+			if (!q->sql)
 				return evs__err(EVS_EINVAL, "%s:%d: query '%s' has no statement",
 						p->path, sec[i].line, q->name);
 		}
 	}
-	/* queries run on a connection of their own that cannot write */
-	if (sqlite3_open_v2(p->db_path, &p->qdb, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
-	    sqlite3_exec(p->qdb, "PRAGMA query_only=1", NULL, NULL, NULL) != SQLITE_OK)
-		return db_err(p, p->qdb, "open for queries");
-	sqlite3_busy_timeout(p->qdb, 5000);
-	for (size_t i = 0; i < p->nq; i++) {
-		sqlite3_stmt *st;
-		if (sqlite3_prepare_v2(p->qdb, sqlite3_sql(p->q[i].st), -1, &st, NULL) != SQLITE_OK)
-			return db_err(p, p->qdb, "prepare a query");
-		sqlite3_finalize(p->q[i].st);
-		p->q[i].st = st;
-	}
-	if (!(p->types = evs__calloc(p->nh ? p->nh : 1, sizeof(*p->types))))
+	/* the subscription's filter: every type a handler or apply takes */
+	p->all_types = p->is_c && p->c.ntypes == 0;
+	for (size_t i = 0; i < p->nh; i++)
+		if (strcmp(p->h[i].type, "*") == 0)
+			p->all_types = true;
+	if (!(p->types = evs__calloc(p->nh + p->c.ntypes + 1, sizeof(*p->types))))
 		return evs__err(EVS_ENOMEM, "out of memory loading %s", p->path);
 	for (size_t i = 0; i < p->nh; i++)
-		p->types[i] = p->h[i].type;
+		p->types[p->ntypes++] = p->h[i].type;
+	for (size_t i = 0; p->is_c && i < p->c.ntypes; i++)
+		p->types[p->ntypes++] = p->ctypes[i];
 	return 0;
 }
 
-/* Reads and compiles the file at `path` into a projection over the read
- * model readmodels/<name><suffix>; not registered in the store. */
-static int load_proj(evs_store *s, const char *path, const evs_projection_options *o,
+/*
+ * Compiles projection text (`text`, `size` bytes, from `path`: a file, or
+ * a C projection's label) over the read model readmodels/<name><suffix>;
+ * `def` for a C projection, else NULL.  Not registered in the store.
+ */
+static int load_text(evs_store *s, const char *path, const char *text, size_t size,
+		     const evs_projection_def *def, const evs_projection_options *o,
 		     const char *suffix, proj **out)
 {
 	evs_projection_options opts = EVS_PROJECTION_OPTIONS_INIT;
 	section *sec = NULL;
-	size_t nsec = 0, size;
-	char *text = NULL, *name = NULL;
+	size_t nsec = 0;
+	char *name = NULL;
 	proj *p;
 	int rc;
 
 	*out = NULL;
-	if (!s || !path)
-		return evs__err(EVS_EINVAL, "evs_projection_load: NULL argument");
 	if (o) {
 		if (o->version != EVS_PROJECTION_OPTIONS_VERSION)
-			return evs__err(EVS_EINVAL, "evs_projection_load: options version %d, "
-					"expected %d", o->version, EVS_PROJECTION_OPTIONS_VERSION);
+			return evs__err(EVS_EINVAL, "projection %s: options version %d, expected %d",
+					path, o->version, EVS_PROJECTION_OPTIONS_VERSION);
 		opts = *o;
 	}
 	if (!opts.batch_size)
 		opts.batch_size = DEFAULT_BATCH;
 	if (!opts.max_retries)
 		opts.max_retries = DEFAULT_RETRIES;
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return evs__err(EVS_EINVAL, "projection %s: %s", path, strerror(errno));
-	fseek(f, 0, SEEK_END);
-	size = (size_t)ftell(f);
-	fseek(f, 0, SEEK_SET);
-	text = evs__malloc(size + 1);
-	if (text && fread(text, 1, size, f) != size) {
-		evs__free(text);
-		text = NULL;
-	}
-	fclose(f);
-	if (!text)
-		return evs__err(EVS_EIO, "projection %s: cannot read it", path);
-	text[size] = '\0';
-
-	if (!(p = evs__calloc(1, sizeof(*p)))) {
-		evs__free(text);
+	if (!(p = evs__calloc(1, sizeof(*p))))
 		return evs__err(EVS_ENOMEM, "out of memory loading %s", path);
-	}
 	pthread_mutex_init(&p->mu, NULL);
+	pthread_mutex_init(&p->qmu, NULL);
 	pthread_cond_init(&p->cv, NULL);
 	p->s = s;
 	p->opts = opts;
@@ -610,9 +658,53 @@ static int load_proj(evs_store *s, const char *path, const evs_projection_option
 		rc = evs__err(EVS_ENOMEM, "out of memory loading %s", path);
 		goto fail;
 	}
+	if (def) {
+		/* the definition is the text and the callbacks' version */
+		char v[32];
+		int vn = snprintf(v, sizeof(v), "\nC%" PRIu32, def->definition_version);
+		p->hash = fnv(v, (size_t)vn) ^ p->hash;
+		p->is_c = true;
+		p->c = *def;
+		p->c.types = NULL;
+		p->c.sql = NULL;
+		if (def->ntypes && !(p->ctypes = evs__calloc(def->ntypes, sizeof(*p->ctypes)))) {
+			rc = evs__err(EVS_ENOMEM, "out of memory loading %s", path);
+			goto fail;
+		}
+		for (size_t i = 0; i < def->ntypes; i++) {
+			size_t tl;
+			if (!def->types || !def->types[i] ||
+			    evs__check_type_name(def->types[i], &tl) != 0) {
+				p->c.ntypes = i;
+				rc = evs__err(EVS_EINVAL, "%s: bad event type '%s' in types[%zu]", path,
+					      def->types && def->types[i] ? def->types[i] : "(null)", i);
+				goto fail;
+			}
+			if (!(p->ctypes[i] = evs__strdup(def->types[i]))) {
+				p->c.ntypes = i;
+				rc = evs__err(EVS_ENOMEM, "out of memory loading %s", path);
+				goto fail;
+			}
+		}
+		if (!(p->csql = evs__strdup(text))) {
+			rc = evs__err(EVS_ENOMEM, "out of memory loading %s", path);
+			goto fail;
+		}
+		/* the copies, for a rebuild's twin */
+		p->c.types = (const char *const *)p->ctypes;
+		p->c.sql = p->csql;
+	}
 	if ((rc = split(p, text, &sec, &nsec, &name)) != 0)
 		goto fail;
-	if (!name) {
+	if (def) {
+		if (name && strcmp(name, def->name) != 0) {
+			rc = evs__err(EVS_EINVAL, "%s: its sql names the projection '%s'", path, name);
+			evs__free(name);
+			goto fail;
+		}
+		evs__free(name);
+		name = evs__strdup(def->name);
+	} else if (!name) {
 		const char *b = strrchr(path, '/');
 		b = b ? b + 1 : path;
 		size_t bl = strlen(b);
@@ -624,6 +716,8 @@ static int load_proj(evs_store *s, const char *path, const evs_projection_option
 		}
 	}
 	p->name = name;
+	if (def)
+		p->c.name = name;
 	if (!name || !*name || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 				      "0123456789_-") != strlen(name)) {
 		rc = evs__err(EVS_EINVAL, "%s: the projection's name '%s' must be letters, digits, "
@@ -639,49 +733,106 @@ static int load_proj(evs_store *s, const char *path, const evs_projection_option
 	if ((rc = open_model(p, sec, nsec)) != 0)
 		goto fail;
 	sections_free(sec, nsec);
-	evs__free(text);
 	*out = p;
 	return 0;
 fail:
 	sections_free(sec, nsec);
-	evs__free(text);
 	proj_free(p);
 	return rc;
 }
 
-int evs_projection_load(evs_store *s, const char *path, const evs_projection_options *o,
-			const char **name_out)
+/* Reads and compiles the file at `path`, as load_text. */
+static int load_proj(evs_store *s, const char *path, const evs_projection_options *o,
+		     const char *suffix, proj **out)
 {
-	evs__projections *r;
-	proj *p;
+	size_t size;
+	char *text = NULL;
 	int rc;
 
-	evs__err_clear();
-	if (name_out)
-		*name_out = NULL;
-	if ((rc = load_proj(s, path, o, ".db", &p)) != 0)
-		return rc;
+	*out = NULL;
+	if (!s || !path)
+		return evs__err(EVS_EINVAL, "evs_projection_load: NULL argument");
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return evs__err(EVS_EINVAL, "projection %s: %s", path, strerror(errno));
+	fseek(f, 0, SEEK_END);
+	size = (size_t)ftell(f);
+	fseek(f, 0, SEEK_SET);
+	text = evs__malloc(size + 1);
+	if (text && fread(text, 1, size, f) != size) {
+		evs__free(text);
+		text = NULL;
+	}
+	fclose(f);
+	if (!text)
+		return evs__err(EVS_EIO, "projection %s: cannot read it", path);
+	text[size] = '\0';
+	rc = load_text(s, path, text, size, NULL, o, suffix, out);
+	evs__free(text);
+	return rc;
+}
+
+/* A C projection's twin or first load, as load_text. */
+static int load_def(evs_store *s, const evs_projection_def *def,
+		    const evs_projection_options *o, const char *suffix, proj **out)
+{
+	char label[300];
+	const char *sql;
+
+	*out = NULL;
+	if (!s || !def)
+		return evs__err(EVS_EINVAL, "evs_projection_register: NULL argument");
+	if (def->version != EVS_PROJECTION_DEF_VERSION)
+		return evs__err(EVS_EINVAL, "evs_projection_register: definition version %d, "
+				"expected %d", def->version, EVS_PROJECTION_DEF_VERSION);
+	if (!def->name || !def->apply)
+		return evs__err(EVS_EINVAL, "evs_projection_register: a C projection needs a name "
+				"and an apply callback");
+	snprintf(label, sizeof(label), "C projection %.200s", def->name);
+	sql = def->sql ? def->sql : "";
+	return load_text(s, label, sql, strlen(sql), def, o, suffix, out);
+}
+
+static evs__projections *registry(evs_store *s)
+{
+	evs__projections *r = s->projections;
+
+	if (r)
+		return r;
+	if (!(r = evs__calloc(1, sizeof(*r))))
+		return NULL;
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	s->projections = r;
+	return r;
+}
+
+static int add_proj(evs_store *s, proj *p, const char **name_out)
+{
+	evs__projections *r;
+	int rc;
+
 	if (find_proj(s, p->name)) {
-		rc = evs__err(EVS_EINVAL, "%s: a projection named '%s' is loaded already", path,
+		rc = evs__err(EVS_EINVAL, "%s: a projection named '%s' is loaded already", p->path,
 			      p->name);
 		goto fail;
 	}
-	if (!s->projections && !(s->projections = evs__calloc(1, sizeof(*s->projections)))) {
-		rc = evs__err(EVS_ENOMEM, "out of memory loading %s", path);
+	if (!(r = registry(s))) {
+		rc = evs__err(EVS_ENOMEM, "out of memory loading %s", p->path);
 		goto fail;
 	}
-	r = s->projections;
 	if (r->n == r->cap) {
 		size_t cap = r->cap ? 2 * r->cap : 8;
 		proj **np = evs__realloc(r->p, cap * sizeof(*np));
 		if (!np) {
-			rc = evs__err(EVS_ENOMEM, "out of memory loading %s", path);
+			rc = evs__err(EVS_ENOMEM, "out of memory loading %s", p->path);
 			goto fail;
 		}
 		r->p = np;
 		r->cap = cap;
 	}
 	r->p[r->n++] = p;
+	p->reg = r;
 	if (name_out)
 		*name_out = p->name;
 	return 0;
@@ -690,7 +841,116 @@ fail:
 	return rc;
 }
 
+int evs_projection_load(evs_store *s, const char *path, const evs_projection_options *o,
+			const char **name_out)
+{
+	proj *p;
+	int rc;
+
+	evs__err_clear();
+	if (name_out)
+		*name_out = NULL;
+	if ((rc = load_proj(s, path, o, ".db", &p)) != 0)
+		return rc;
+	return add_proj(s, p, name_out);
+}
+
+int evs_projection_register(evs_store *s, const evs_projection_def *def,
+			    const evs_projection_options *o, const char **name_out)
+{
+	proj *p;
+	int rc;
+
+	evs__err_clear();
+	if (name_out)
+		*name_out = NULL;
+	if ((rc = load_def(s, def, o, ".db", &p)) != 0)
+		return rc;
+	return add_proj(s, p, name_out);
+}
+
+int evs_projections_set_workers(evs_store *s, unsigned max)
+{
+	evs__projections *r;
+
+	evs__err_clear();
+	if (!s)
+		return evs__err(EVS_EINVAL, "evs_projections_set_workers: no store");
+	if (!(r = registry(s)))
+		return evs__err(EVS_ENOMEM, "out of memory");
+	pthread_mutex_lock(&r->mu);
+	r->max_workers = max;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	return 0;
+}
+
 /* ---- the worker ---- */
+
+/*
+ * Worker slots: at most max_workers projections apply events at once.  A
+ * worker takes one before it opens a transaction and gives it back when
+ * the transaction ends, so none waits for a slot while it holds one.
+ */
+static void slot_take(proj *p)
+{
+	evs__projections *r = p->reg;
+
+	if (!r || p->has_slot)
+		return;
+	pthread_mutex_lock(&r->mu);
+	for (;;) {
+		unsigned max = r->max_workers;
+		if (!max) {
+			long n = sysconf(_SC_NPROCESSORS_ONLN);
+			max = n > 0 ? (unsigned)n : 1;
+		}
+		if (r->active < max)
+			break;
+		pthread_cond_wait(&r->cv, &r->mu);
+	}
+	r->active++;
+	pthread_mutex_unlock(&r->mu);
+	p->has_slot = true;
+}
+
+static void slot_give(proj *p)
+{
+	evs__projections *r = p->reg;
+
+	if (!r || !p->has_slot)
+		return;
+	pthread_mutex_lock(&r->mu);
+	r->active--;
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	p->has_slot = false;
+}
+
+/* What runs for an event of `type`: its own handler, the '*' one, and
+ * whether the C projection's apply takes it. */
+typedef struct targets {
+	handler *hs[2];
+	bool c;
+} targets;
+
+static bool targets_for(proj *p, const char *type, targets *t)
+{
+	t->hs[0] = t->hs[1] = NULL;
+	t->c = false;
+	for (size_t i = 0; i < p->nh; i++) {
+		if (strcmp(p->h[i].type, type) == 0)
+			t->hs[0] = &p->h[i];
+		else if (strcmp(p->h[i].type, "*") == 0)
+			t->hs[1] = &p->h[i];
+	}
+	if (p->is_c) {
+		t->c = p->c.ntypes == 0;
+		for (size_t i = 0; i < p->c.ntypes && !t->c; i++)
+			t->c = strcmp(p->ctypes[i], type) == 0;
+	}
+	return t->hs[0] || t->hs[1] || t->c;
+}
 
 static void set_checkpoint(proj *p, uint64_t pos)
 {
@@ -704,6 +964,8 @@ static int commit(proj *p, uint64_t pos)
 {
 	if (!p->in_tx && pos <= p->checkpoint)
 		return 0;
+	if (!p->in_tx)
+		slot_take(p);
 	if (!p->in_tx && sqlite3_exec(p->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		return db_err(p, p->db, "begin");
 	p->in_tx = true;
@@ -713,11 +975,13 @@ static int commit(proj *p, uint64_t pos)
 	if (rc) {
 		sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
 		p->in_tx = false;
+		slot_give(p);
 		return rc;
 	}
 	p->in_tx = false;
 	p->pending = 0;
 	p->careful = false;
+	slot_give(p);
 	set_checkpoint(p, pos);
 	return 0;
 }
@@ -727,8 +991,11 @@ static void fail_worker(proj *p, int rc)
 	if (p->in_tx)
 		sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
 	p->in_tx = false;
+	slot_give(p);
+	pthread_mutex_lock(&p->mu);
 	p->failed = rc;
 	snprintf(p->errmsg, sizeof(p->errmsg), "projection '%s': %s", p->name, evs_errmsg());
+	pthread_mutex_unlock(&p->mu);
 }
 
 /* Puts the event in evs_parked with `error` (in the open transaction). */
@@ -759,13 +1026,13 @@ static int park_event(proj *p, const evs_event *ev, const char *type, const char
 
 /* Runs the handlers hs[0..2) for one event, with its parameters bound;
  * the first failure's code, its message naming file, line and event. */
-static int run_once(proj *p, handler *const hs[2], const evs_event *ev, const char *type,
+static int run_once(proj *p, const targets *t, const evs_event *ev, const char *type,
 		    const char *id, uint32_t version, const char *data_text)
 {
 	int rc = 0;
 
 	for (int w = 0; w < 2 && !rc; w++) {
-		handler *h = hs[w];
+		handler *h = t->hs[w];
 		for (size_t k = 0; h && k < h->n && !rc; k++) {
 			sqlite3_stmt *st = h->st[k].st;
 			int np = sqlite3_bind_parameter_count(st);
@@ -819,6 +1086,26 @@ static int run_once(proj *p, handler *const hs[2], const evs_event *ev, const ch
 			sqlite3_clear_bindings(st);
 		}
 	}
+	if (!rc && t->c) {
+		/* the event as apply sees it: upcast */
+		evs_event up = *ev;
+		if (data_text) {
+			up.data = data_text;
+			up.data_len = strlen(data_text);
+		}
+		up.schema_version = version;
+		int r = p->c.apply(p->db, &up, p->c.ctx);
+		if (r) {
+			int ec = sqlite3_errcode(p->db);
+			rc = evs__err(EVS_EINVAL, "projection '%s': apply returned %d on %s at stream "
+				      "'%.*s' version %" PRIu64 " (position %" PRIu64 ")%s%s", p->name,
+				      r, type, (int)ev->stream_len, ev->stream, ev->version,
+				      ev->position, ec != SQLITE_OK && ec != SQLITE_ROW &&
+				      ec != SQLITE_DONE ? ": " : "",
+				      ec != SQLITE_OK && ec != SQLITE_ROW && ec != SQLITE_DONE ?
+				      sqlite3_errmsg(p->db) : "");
+		}
+	}
 	return rc;
 }
 
@@ -844,7 +1131,7 @@ static int sp_run(proj *p, int k)
  * own changes: retried max_retries times (1 ms apart, doubling), then
  * parked (the event and the error in evs_parked) or failed.
  */
-static int run_handlers(proj *p, handler *const hs[2], const evs_event *ev, const char *type,
+static int run_handlers(proj *p, const targets *t, const evs_event *ev, const char *type,
 			const char *id, uint32_t version, const char *data_text)
 {
 	char err[1024];
@@ -858,7 +1145,7 @@ static int run_handlers(proj *p, handler *const hs[2], const evs_event *ev, cons
 		}
 		if (sp_run(p, 0) != 0)
 			return db_err(p, p->db, "savepoint");
-		rc = run_once(p, hs, ev, type, id, version, data_text);
+		rc = run_once(p, t, ev, type, id, version, data_text);
 		if (rc == 0)
 			return sp_run(p, 1) == 0 ? 0 : db_err(p, p->db, "release");
 		sp_run(p, 2);
@@ -877,19 +1164,13 @@ static int apply_event(const evs_event *ev, void *ctx)
 	json_t *up = NULL;
 	char *data_text = NULL;
 	uint32_t version = ev->schema_version;
-	handler *hs[2] = { NULL, NULL };
+	targets t;
 	int rc = 0;
 
 	if (p->failed)
 		return 1;
 	snprintf(type, sizeof(type), "%.*s", (int)ev->type_len, ev->type);
-	for (size_t i = 0; i < p->nh; i++) {
-		if (strcmp(p->h[i].type, type) == 0)
-			hs[0] = &p->h[i];
-		else if (strcmp(p->h[i].type, "*") == 0)
-			hs[1] = &p->h[i];
-	}
-	if (!hs[0] && !hs[1])
+	if (!targets_for(p, type, &t))
 		return 0;
 	if (evs__upcasters_has(p->s->upcasters, ev->type, ev->type_len, ev->schema_version)) {
 		if ((rc = evs_upcast(p->s, ev, &up, &version)) != 0 ||
@@ -899,9 +1180,12 @@ static int apply_event(const evs_event *ev, void *ctx)
 			return 1;
 		}
 	}
-	if (!p->in_tx && sqlite3_exec(p->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-		rc = db_err(p, p->db, "begin");
-		goto out;
+	if (!p->in_tx) {
+		slot_take(p);
+		if (sqlite3_exec(p->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+			rc = db_err(p, p->db, "begin");
+			goto out;
+		}
 	}
 	p->in_tx = true;
 	evs_uuid_format(id, ev->id);
@@ -915,7 +1199,7 @@ static int apply_event(const evs_event *ev, void *ctx)
 		if (p->opts.park)
 			rc = park_event(p, ev, type, evs_errmsg(), p->opts.max_retries + 1);
 	} else {
-		rc = run_handlers(p, hs, ev, type, id, version, data_text);
+		rc = run_handlers(p, &t, ev, type, id, version, data_text);
 	}
 	if (!rc) {
 		p->applied = ev->position;
@@ -948,6 +1232,7 @@ static void caught_up(void *ctx, uint64_t next)
 		fail_worker(p, rc);
 		return;
 	}
+	slot_give(p);
 	/* caught up without dying: this start was not a crash loop (an idle
 	 * process killed again and again must not count against the next
 	 * event) */
@@ -1053,7 +1338,9 @@ int evs_projections_start(evs_store *s)
 			if ((rc = rebuild_model(p)) != 0)
 				break;
 		}
+		pthread_mutex_lock(&p->mu);
 		p->failed = 0;
+		pthread_mutex_unlock(&p->mu);
 		int starts = 0;
 		if ((rc = count_start(p, &starts)) != 0)
 			break;
@@ -1061,15 +1348,15 @@ int evs_projections_start(evs_store *s)
 		p->starts_dirty = true;
 		p->suspect = starts > (int)p->opts.max_retries + 1 ? starts - 1 : 0;
 		so.from = p->checkpoint + 1;
-		/* only the handled types, unless a handler takes every type */
-		so.filter.types = p->types;
-		so.filter.ntypes = p->nh;
-		for (size_t k = 0; k < p->nh; k++)
-			if (strcmp(p->h[k].type, "*") == 0)
-				so.filter.ntypes = 0;
-		if (so.filter.ntypes == 0)
-			so.filter.types = NULL;
+		/* only the handled types, unless something takes every type */
+		if (!p->all_types) {
+			so.filter.types = p->types;
+			so.filter.ntypes = p->ntypes;
+		}
 		rc = evs__subscribe_ex(&p->sub, s, &so, apply_event, caught_up, p);
+		pthread_mutex_lock(&p->mu);
+		p->running = rc == 0;
+		pthread_mutex_unlock(&p->mu);
 	}
 	return rc;
 }
@@ -1086,6 +1373,9 @@ int evs_projections_stop(evs_store *s)
 			continue;
 		evs_subscription_stop(p->sub);
 		p->sub = NULL;
+		pthread_mutex_lock(&p->mu);
+		p->running = false;
+		pthread_mutex_unlock(&p->mu);
 		if (!p->failed && p->in_tx) {
 			int rc = commit(p, p->applied);
 			if (rc)
@@ -1103,6 +1393,137 @@ int evs_projections_stop(evs_store *s)
 	return first;
 }
 
+/* ---- connections for queries ---- */
+
+/*
+ * The authorizer of query connections: while an ad-hoc statement is
+ * prepared or runs (when SQLite may prepare it again), reading, and
+ * nothing else.
+ */
+static int read_only_auth(void *ctx, int action, const char *a, const char *b, const char *c,
+			  const char *d)
+{
+	if (!((qconn *)ctx)->strict)
+		return SQLITE_OK;
+	(void)a;
+	(void)b;
+	(void)c;
+	(void)d;
+	switch (action) {
+	case SQLITE_SELECT:
+	case SQLITE_READ:
+	case SQLITE_FUNCTION:
+	case SQLITE_RECURSIVE:
+		return SQLITE_OK;
+	default:
+		return SQLITE_DENY;
+	}
+}
+
+
+static int qconn_get(proj *p, qconn **out)
+{
+	qconn *c;
+
+	pthread_mutex_lock(&p->qmu);
+	if ((c = p->qfree))
+		p->qfree = c->next;
+	pthread_mutex_unlock(&p->qmu);
+	if (c) {
+		*out = c;
+		return 0;
+	}
+	if (!(c = evs__calloc(1, sizeof(*c))) || !(c->st = evs__calloc(p->nq + 1, sizeof(*c->st)))) {
+		evs__free(c);
+		return evs__err(EVS_ENOMEM, "out of memory opening %s for queries", p->db_path);
+	}
+	if (sqlite3_open_v2(p->db_path, &c->db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
+	    sqlite3_exec(c->db, "PRAGMA query_only=1", NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(c->db, "BEGIN", -1, &c->begin, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(c->db, "SELECT position FROM evs_projection WHERE name = ?1", -1,
+			       &c->pos, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(c->db, "COMMIT", -1, &c->end, NULL) != SQLITE_OK) {
+		int rc = db_err(p, c->db, "open for queries");
+		qconn_close(c, p->nq);
+		return rc;
+	}
+	sqlite3_busy_timeout(c->db, 5000);
+	sqlite3_bind_text(c->pos, 1, p->name, -1, SQLITE_STATIC);
+	sqlite3_set_authorizer(c->db, read_only_auth, c);
+	*out = c;
+	return 0;
+}
+
+static void qconn_put(proj *p, qconn *c)
+{
+	if (!sqlite3_get_autocommit(c->db))
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	pthread_mutex_lock(&p->qmu);
+	c->next = p->qfree;
+	p->qfree = c;
+	pthread_mutex_unlock(&p->qmu);
+}
+
+static int step_once(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	return rc;
+}
+
+/*
+ * Opens a read transaction on c in which the read model's checkpoint is
+ * at least `min` (*pos: the checkpoint it sees), waiting up to `ms` for
+ * it: woken by this process's worker, and polling every 5 ms for one in
+ * another process.
+ */
+static int read_begin(proj *p, qconn *c, uint64_t min, uint32_t ms, uint64_t *pos)
+{
+	struct timespec until, now;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	for (;;) {
+		int r;
+		if (step_once(c->begin) != SQLITE_DONE)
+			return db_err(p, c->db, "begin a query");
+		r = sqlite3_step(c->pos);
+		*pos = r == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(c->pos, 0) : 0;
+		sqlite3_reset(c->pos);
+		if (r != SQLITE_ROW && r != SQLITE_DONE) {
+			int rc = db_err(p, c->db, "read the checkpoint");
+			step_once(c->end);
+			return rc;
+		}
+		if (*pos >= min)
+			return 0;
+		step_once(c->end);
+		clock_gettime(CLOCK_REALTIME, &now);
+		if (now.tv_sec > until.tv_sec ||
+		    (now.tv_sec == until.tv_sec && now.tv_nsec >= until.tv_nsec))
+			return evs__err(EVS_ETIMEOUT, "projection '%s' is at position %" PRIu64
+					", not yet %" PRIu64 ", after %u ms", p->name, *pos, min, ms);
+		now.tv_nsec += 5000000L;
+		if (now.tv_nsec >= 1000000000L) {
+			now.tv_sec++;
+			now.tv_nsec -= 1000000000L;
+		}
+		if (now.tv_sec > until.tv_sec ||
+		    (now.tv_sec == until.tv_sec && now.tv_nsec > until.tv_nsec))
+			now = until;
+		pthread_mutex_lock(&p->mu);
+		if (p->checkpoint < min)
+			pthread_cond_timedwait(&p->cv, &p->mu, &now);
+		pthread_mutex_unlock(&p->mu);
+	}
+}
+
 /* ---- parked events ---- */
 
 int evs_projection_parked(evs_store *s, const char *name, json_t **rows_out)
@@ -1118,11 +1539,14 @@ int evs_projection_parked(evs_store *s, const char *name, json_t **rows_out)
 	*rows_out = NULL;
 	if (!(p = find_proj(s, name)))
 		return evs__err(EVS_ENOTFOUND, "no projection '%s' is loaded", name);
-	pthread_mutex_lock(&p->mu);
-	if (sqlite3_prepare_v2(p->qdb, "SELECT position, stream, version, type, error, attempts "
+	qconn *c;
+	if ((r = qconn_get(p, &c)) != 0)
+		return r;
+	if (sqlite3_prepare_v2(c->db, "SELECT position, stream, version, type, error, attempts "
 			       "FROM evs_parked ORDER BY position", -1, &st, NULL) != SQLITE_OK) {
-		pthread_mutex_unlock(&p->mu);
-		return db_err(p, p->qdb, "list parked events");
+		r = db_err(p, c->db, "list parked events");
+		qconn_put(p, c);
+		return r;
 	}
 	rows = json_array();
 	while ((r = sqlite3_step(st)) == SQLITE_ROW)
@@ -1134,11 +1558,13 @@ int evs_projection_parked(evs_store *s, const char *name, json_t **rows_out)
 			"error", (const char *)sqlite3_column_text(st, 4),
 			"attempts", (json_int_t)sqlite3_column_int64(st, 5)));
 	sqlite3_finalize(st);
-	pthread_mutex_unlock(&p->mu);
 	if (r != SQLITE_DONE) {
+		r = db_err(p, c->db, "list parked events");
+		qconn_put(p, c);
 		json_decref(rows);
-		return db_err(p, p->qdb, "list parked events");
+		return r;
 	}
+	qconn_put(p, c);
 	*rows_out = rows;
 	return 0;
 }
@@ -1156,7 +1582,7 @@ static int replay_event(const evs_event *ev, void *ctx)
 	replay_ctx *r = ctx;
 	proj *p = r->p;
 	char type[256], id[37];
-	handler *hs[2] = { NULL, NULL };
+	targets t;
 	json_t *up = NULL;
 	char *data_text = NULL;
 	uint32_t version = ev->schema_version;
@@ -1165,12 +1591,7 @@ static int replay_event(const evs_event *ev, void *ctx)
 	if (!r->seen)
 		return 1;
 	snprintf(type, sizeof(type), "%.*s", (int)ev->type_len, ev->type);
-	for (size_t i = 0; i < p->nh; i++) {
-		if (strcmp(p->h[i].type, type) == 0)
-			hs[0] = &p->h[i];
-		else if (strcmp(p->h[i].type, "*") == 0)
-			hs[1] = &p->h[i];
-	}
+	targets_for(p, type, &t);
 	if (evs__upcasters_has(p->s->upcasters, ev->type, ev->type_len, ev->schema_version) &&
 	    ((r->rc = evs_upcast(p->s, ev, &up, &version)) != 0 ||
 	     !(data_text = json_dumps(up, JSON_COMPACT)))) {
@@ -1180,7 +1601,7 @@ static int replay_event(const evs_event *ev, void *ctx)
 		return 1;
 	}
 	evs_uuid_format(id, ev->id);
-	r->rc = run_handlers(p, hs, ev, type, id, version, data_text);
+	r->rc = run_handlers(p, &t, ev, type, id, version, data_text);
 	if (!r->rc) {
 		/* parked again (it failed again), or applied? */
 		sqlite3_stmt *st;
@@ -1306,52 +1727,63 @@ static void unlink_db(const char *path)
 	unlink(side);
 }
 
-int evs_projection_rebuild(evs_store *s, const char *path, evs_progress_cb progress, void *ctx,
-			   uint64_t *position_out)
+/*
+ * Builds a twin of a projection (loaded from its file, or its C
+ * definition) over readmodels/<name>.rebuild.db, from nothing.
+ */
+static int load_twin(evs_store *s, const char *path, const proj *of, const char *fn, proj **out)
 {
 	evs_projection_options o = EVS_PROJECTION_OPTIONS_INIT;
-	char tmp[4200], live[4200];
-	rebuild_ctx r = { NULL, progress, ctx, 0, 0 };
+	char tmp[4200];
+	proj *p, *running;
+	int rc;
+
+	*out = NULL;
+	o.batch_size = 65536;
+	/* loaded once to learn its name, then again over an empty file:
+	 * an interrupted rebuild may have left one behind */
+	rc = of && of->is_c ? load_def(s, &of->c, &o, ".rebuild.db", &p) :
+			      load_proj(s, of ? of->path : path, &o, ".rebuild.db", &p);
+	if (rc)
+		return rc;
+	running = find_proj(s, p->name);
+	if (running && running->sub) {
+		rc = evs__err(EVS_EINVAL, "%s: projection '%s' is running in this process; stop it "
+			      "before rebuilding it", fn, p->name);
+		proj_free(p);
+		return rc;
+	}
+	snprintf(tmp, sizeof(tmp), "%s", p->db_path);
+	proj_free(p);
+	unlink_db(tmp);
+	rc = of && of->is_c ? load_def(s, &of->c, &o, ".rebuild.db", out) :
+			      load_proj(s, of ? of->path : path, &o, ".rebuild.db", out);
+	if (rc)
+		unlink_db(tmp);
+	return rc;
+}
+
+/* Replays the log into the twin p, swaps it in, and frees it. */
+static int rebuild_swap(evs_store *s, proj *p, evs_progress_cb progress, void *ctx,
+			uint64_t *position_out)
+{
+	char live[4200];
+	rebuild_ctx r = { p, progress, ctx, 0, 0 };
 	evs_filter filter = { NULL, NULL, 0 };
 	sqlite3 *dst = NULL;
 	sqlite3_backup *b;
 	evs_stats st;
-	proj *p = NULL;
+	proj *loaded;
 	int rc;
 
-	evs__err_clear();
-	if (position_out)
-		*position_out = 0;
-	if (!s || !path)
-		return evs__err(EVS_EINVAL, "evs_projection_rebuild: NULL argument");
-	/* the new read model is built beside the live one, from nothing */
-	o.batch_size = 65536;
-	if ((rc = load_proj(s, path, &o, ".rebuild.db", &p)) != 0)
-		return rc;
-	snprintf(tmp, sizeof(tmp), "%s", p->db_path);
 	snprintf(live, sizeof(live), "%s/readmodels/%s.db", s->dir, p->name);
-	proj *running = find_proj(s, p->name);
-	if (running && running->sub) {
-		rc = evs__err(EVS_EINVAL, "projection '%s' is running in this process; stop it "
-			      "before rebuilding it", p->name);
-		goto out;
-	}
-	proj_free(p);
-	p = NULL;
-	unlink_db(tmp);
-	if ((rc = load_proj(s, path, &o, ".rebuild.db", &p)) != 0)
-		goto out;
 	if ((rc = evs_stats_get(&st, s)) != 0)
 		goto out;
-	r.p = p;
 	r.head = st.head_position;
-	filter.types = p->types;
-	filter.ntypes = p->nh;
-	for (size_t k = 0; k < p->nh; k++)
-		if (strcmp(p->h[k].type, "*") == 0)
-			filter.ntypes = 0;
-	if (!filter.ntypes)
-		filter.types = NULL;
+	if (!p->all_types) {
+		filter.types = p->types;
+		filter.ntypes = p->ntypes;
+	}
 	rc = evs_read_all(s, 1, 0, &filter, rebuild_event, &r);
 	if (!rc && p->failed) {
 		rc = p->failed;
@@ -1385,15 +1817,63 @@ int evs_projection_rebuild(evs_store *s, const char *path, evs_progress_cb progr
 			      sqlite3_errstr(br));
 		goto out;
 	}
+	/* the same projection loaded here starts from the new checkpoint */
+	if ((loaded = find_proj(s, p->name)) && loaded->hash == p->hash) {
+		uint64_t pos, hash;
+		if (read_checkpoint(loaded, &pos, &hash) == 0) {
+			loaded->out_of_date = pos > 0 && hash != loaded->hash;
+			set_checkpoint(loaded, pos);
+		}
+	} else if (loaded) {
+		loaded->out_of_date = true;
+	}
 	if (progress)
 		progress(r.head, r.head, ctx);
 	if (position_out)
 		*position_out = p->checkpoint;
 out:
 	sqlite3_close(dst);
-	proj_free(p);
-	unlink_db(tmp);
+	{
+		char tmp[4200];
+		snprintf(tmp, sizeof(tmp), "%s", p->db_path);
+		proj_free(p);
+		unlink_db(tmp);
+	}
 	return rc;
+}
+
+int evs_projection_rebuild(evs_store *s, const char *path, evs_progress_cb progress, void *ctx,
+			   uint64_t *position_out)
+{
+	proj *p;
+	int rc;
+
+	evs__err_clear();
+	if (position_out)
+		*position_out = 0;
+	if (!s || !path)
+		return evs__err(EVS_EINVAL, "evs_projection_rebuild: NULL argument");
+	if ((rc = load_twin(s, path, NULL, "evs_projection_rebuild", &p)) != 0)
+		return rc;
+	return rebuild_swap(s, p, progress, ctx, position_out);
+}
+
+int evs_projection_rebuild_loaded(evs_store *s, const char *name, evs_progress_cb progress,
+				  void *ctx, uint64_t *position_out)
+{
+	proj *of, *p;
+	int rc;
+
+	evs__err_clear();
+	if (position_out)
+		*position_out = 0;
+	if (!s || !name)
+		return evs__err(EVS_EINVAL, "evs_projection_rebuild_loaded: NULL argument");
+	if (!(of = find_proj(s, name)))
+		return evs__err(EVS_ENOTFOUND, "no projection '%s' is loaded", name);
+	if ((rc = load_twin(s, NULL, of, "evs_projection_rebuild_loaded", &p)) != 0)
+		return rc;
+	return rebuild_swap(s, p, progress, ctx, position_out);
 }
 
 int evs_projection_status_get(evs_projection_status *out, evs_store *s, const char *name)
@@ -1412,23 +1892,25 @@ int evs_projection_status_get(evs_projection_status *out, evs_store *s, const ch
 		return rc;
 	pthread_mutex_lock(&p->mu);
 	out->checkpoint = p->checkpoint;
+	out->running = p->running && !p->failed;
+	out->failed = p->failed;
 	pthread_mutex_unlock(&p->mu);
 	out->head = st.head_position;
 	out->lag = out->head > out->checkpoint ? out->head - out->checkpoint : 0;
-	out->running = p->sub != NULL && !p->failed;
 	{
 		sqlite3_stmt *q;
-		pthread_mutex_lock(&p->mu);
-		if (sqlite3_prepare_v2(p->qdb, "SELECT count(*) FROM evs_parked", -1, &q, NULL) ==
+		qconn *c;
+		if ((rc = qconn_get(p, &c)) != 0)
+			return rc;
+		if (sqlite3_prepare_v2(c->db, "SELECT count(*) FROM evs_parked", -1, &q, NULL) ==
 		    SQLITE_OK) {
 			if (sqlite3_step(q) == SQLITE_ROW)
 				out->parked = (uint64_t)sqlite3_column_int64(q, 0);
 			sqlite3_finalize(q);
 		}
-		pthread_mutex_unlock(&p->mu);
+		qconn_put(p, c);
 	}
 	out->out_of_date = p->out_of_date;
-	out->failed = p->failed;
 	return 0;
 }
 
@@ -1477,87 +1959,199 @@ static int bind_param(sqlite3_stmt *st, int i, const json_t *v)
 	}
 }
 
-int evs_query(evs_store *s, const char *name, const char *query, const json_t *params,
-	      const evs_query_options *o, json_t **rows_out, uint64_t *position_out)
+/* Steps st with `params` bound by name, handing each row to `row`. */
+static int run_rows(proj *p, qconn *c, sqlite3_stmt *st, const char *what,
+		    const json_t *params, evs_row_cb row, void *ctx)
+{
+	int rc = 0, r, np = sqlite3_bind_parameter_count(st);
+
+	for (int i = 1; i <= np; i++) {
+		const char *pn = sqlite3_bind_parameter_name(st, i);
+		const json_t *v = params && pn ? json_object_get(params, pn + 1) : NULL;
+		if (v ? bind_param(st, i, v) : sqlite3_bind_null(st, i)) {
+			rc = evs__err(EVS_ENOMEM, "projection '%s' %s: cannot bind %s", p->name, what,
+				      pn ? pn : "?");
+			goto out;
+		}
+	}
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *o = json_object();
+		int nc = sqlite3_column_count(st), stop;
+		if (!o) {
+			rc = evs__err(EVS_ENOMEM, "projection '%s' %s: out of memory", p->name, what);
+			goto out;
+		}
+		for (int i = 0; i < nc; i++)
+			json_object_set_new(o, sqlite3_column_name(st, i), column_json(st, i));
+		stop = row(o, ctx);
+		json_decref(o);
+		if (stop)
+			goto out;
+	}
+	if (r != SQLITE_DONE)
+		rc = evs__err(EVS_EIO, "projection '%s' %s: %s", p->name, what, sqlite3_errmsg(c->db));
+out:
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc;
+}
+
+/* Is `t` only blanks, ';' and comments? */
+static bool only_blanks(const char *t)
+{
+	while (*t) {
+		if (*t == ' ' || *t == '\t' || *t == '\r' || *t == '\n' || *t == ';') {
+			t++;
+		} else if (t[0] == '-' && t[1] == '-') {
+			while (*t && *t != '\n')
+				t++;
+		} else if (t[0] == '/' && t[1] == '*') {
+			const char *e = strstr(t + 2, "*/");
+			if (!e)
+				return true;
+			t = e + 2;
+		} else {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* A declared query (`query`) or ad-hoc SQL (`sql`), row by row. */
+static int query_run(evs_store *s, const char *fn, const char *name, const char *query,
+		     const char *sql, const json_t *params, const evs_query_options *o,
+		     evs_row_cb row, void *ctx, uint64_t *position_out)
 {
 	evs_query_options opts = EVS_QUERY_OPTIONS_INIT;
-	pquery *q = NULL;
-	json_t *rows;
+	sqlite3_stmt *st = NULL;
+	qconn *c = NULL;
+	char what[200];
+	uint64_t pos = 0;
+	size_t qi = 0;
 	proj *p;
-	int rc = 0, r;
+	int rc;
 
 	evs__err_clear();
-	if (rows_out)
-		*rows_out = NULL;
-	if (!s || !name || !query || !rows_out)
-		return evs__err(EVS_EINVAL, "evs_query: NULL argument");
+	if (position_out)
+		*position_out = 0;
+	if (!s || !name || !(query || sql) || !row)
+		return evs__err(EVS_EINVAL, "%s: NULL argument", fn);
 	if (o) {
 		if (o->version != EVS_QUERY_OPTIONS_VERSION)
-			return evs__err(EVS_EINVAL, "evs_query: options version %d, expected %d",
+			return evs__err(EVS_EINVAL, "%s: options version %d, expected %d", fn,
 					o->version, EVS_QUERY_OPTIONS_VERSION);
 		opts = *o;
 	}
 	if (params && !json_is_object(params))
-		return evs__err(EVS_EINVAL, "evs_query: params must be a JSON object");
+		return evs__err(EVS_EINVAL, "%s: params must be a JSON object", fn);
 	if (!(p = find_proj(s, name)))
 		return evs__err(EVS_ENOTFOUND, "no projection '%s' is loaded", name);
-	for (size_t i = 0; i < p->nq && !q; i++)
-		if (strcmp(p->q[i].name, query) == 0)
-			q = &p->q[i];
-	if (!q)
-		return evs__err(EVS_ENOTFOUND, "projection '%s' has no query '%s'", name, query);
+	if (query) {
+		for (qi = 0; qi < p->nq; qi++)
+			if (strcmp(p->q[qi].name, query) == 0)
+				break;
+		if (qi == p->nq)
+			return evs__err(EVS_ENOTFOUND, "projection '%s' has no query '%s'", name,
+					query);
+		snprintf(what, sizeof(what), "query '%s'", query);
+	} else {
+		snprintf(what, sizeof(what), "ad-hoc query");
+	}
+	if ((rc = qconn_get(p, &c)) != 0)
+		return rc;
+	if (query) {
+		if (!c->st[qi] && sqlite3_prepare_v2(c->db, p->q[qi].sql, -1, &c->st[qi], NULL) !=
+		    SQLITE_OK) {
+			rc = db_err(p, c->db, "prepare a query");
+			goto out;
+		}
+		st = c->st[qi];
+	} else {
+		const char *tail = NULL;
+		/* what SQLite refuses to prepare cannot run */
+		c->strict = true;
+		if (sqlite3_prepare_v2(c->db, sql, -1, &st, &tail) != SQLITE_OK) {
+			rc = evs__err(EVS_EINVAL, "projection '%s' ad-hoc query: %s", name,
+				      sqlite3_errmsg(c->db));
+			goto out;
+		}
+		if (!st || !only_blanks(tail) || !sqlite3_stmt_readonly(st)) {
+			rc = evs__err(EVS_EINVAL, "projection '%s' ad-hoc query: %s", name, !st ?
+				      "no statement" : !only_blanks(tail) ?
+				      "one statement only" : "a query may only read");
+			goto out;
+		}
+	}
+	c->strict = false;
+	if ((rc = read_begin(p, c, opts.min_position,
+			     opts.timeout_ms ? opts.timeout_ms : DEFAULT_QUERY_TIMEOUT_MS, &pos)) != 0)
+		goto out;
+	c->strict = sql != NULL;
+	rc = run_rows(p, c, st, what, params, row, ctx);
+	c->strict = false;
+	step_once(c->end);
+	if (!rc && position_out)
+		*position_out = pos;
+out:
+	c->strict = false;
+	if (sql)
+		sqlite3_finalize(st);
+	qconn_put(p, c);
+	return rc;
+}
 
-	pthread_mutex_lock(&p->mu);
-	if (opts.min_position && p->checkpoint < opts.min_position) {
-		struct timespec until;
-		uint32_t ms = opts.timeout_ms ? opts.timeout_ms : DEFAULT_QUERY_TIMEOUT_MS;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += ms / 1000;
-		until.tv_nsec += (long)(ms % 1000) * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
-		while (p->checkpoint < opts.min_position &&
-		       pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0)
-			;
-		if (p->checkpoint < opts.min_position) {
-			rc = evs__err(EVS_ETIMEOUT, "projection '%s' is at position %" PRIu64
-				      ", not yet %" PRIu64 ", after %u ms", name, p->checkpoint,
-				      opts.min_position, ms);
-			pthread_mutex_unlock(&p->mu);
-			return rc;
-		}
-	}
-	if (position_out)
-		*position_out = p->checkpoint;
-	rows = json_array();
-	int np = sqlite3_bind_parameter_count(q->st);
-	for (int i = 1; i <= np; i++) {
-		const char *pn = sqlite3_bind_parameter_name(q->st, i);
-		const json_t *v = params && pn ? json_object_get(params, pn + 1) : NULL;
-		if (v)
-			bind_param(q->st, i, v);
-		else
-			sqlite3_bind_null(q->st, i);
-	}
-	while ((r = sqlite3_step(q->st)) == SQLITE_ROW) {
-		json_t *row = json_object();
-		int nc = sqlite3_column_count(q->st);
-		for (int i = 0; i < nc; i++)
-			json_object_set_new(row, sqlite3_column_name(q->st, i), column_json(q->st, i));
-		json_array_append_new(rows, row);
-	}
-	if (r != SQLITE_DONE)
-		rc = evs__err(EVS_EIO, "projection '%s' query '%s': %s", name, query,
-			      sqlite3_errmsg(p->qdb));
-	sqlite3_reset(q->st);
-	sqlite3_clear_bindings(q->st);
-	pthread_mutex_unlock(&p->mu);
+static int collect_row(const json_t *row, void *ctx)
+{
+	return json_array_append((json_t *)ctx, (json_t *)row) ? -1 : 0;
+}
+
+/* query_run into a new array */
+static int query_rows(evs_store *s, const char *fn, const char *name, const char *query,
+		      const char *sql, const json_t *params, const evs_query_options *o,
+		      json_t **rows_out, uint64_t *position_out)
+{
+	json_t *rows;
+	int rc;
+
+	if (!rows_out)
+		return evs__err(EVS_EINVAL, "%s: NULL argument", fn);
+	*rows_out = NULL;
+	if (!(rows = json_array()))
+		return evs__err(EVS_ENOMEM, "%s: out of memory", fn);
+	rc = query_run(s, fn, name, query, sql, params, o, collect_row, rows, position_out);
 	if (rc) {
 		json_decref(rows);
 		return rc;
 	}
 	*rows_out = rows;
 	return 0;
+}
+
+int evs_query(evs_store *s, const char *name, const char *query, const json_t *params,
+	      const evs_query_options *o, json_t **rows_out, uint64_t *position_out)
+{
+	return query_rows(s, "evs_query", name, query, NULL, params, o, rows_out,
+			  position_out);
+}
+
+int evs_query_each(evs_store *s, const char *name, const char *query, const json_t *params,
+		   const evs_query_options *o, evs_row_cb row, void *ctx, uint64_t *position_out)
+{
+	return query_run(s, "evs_query_each", name, query, NULL, params, o, row, ctx,
+			 position_out);
+}
+
+int evs_query_sql(evs_store *s, const char *name, const char *sql, const json_t *params,
+		  const evs_query_options *o, json_t **rows_out, uint64_t *position_out)
+{
+	return query_rows(s, "evs_query_sql", name, NULL, sql, params, o, rows_out,
+			  position_out);
+}
+
+int evs_query_sql_each(evs_store *s, const char *name, const char *sql, const json_t *params,
+		       const evs_query_options *o, evs_row_cb row, void *ctx,
+		       uint64_t *position_out)
+{
+	return query_run(s, "evs_query_sql_each", name, NULL, sql, params, o, row, ctx,
+			 position_out);
 }

@@ -72,9 +72,60 @@ typedef struct evs_projection_options {
 EVS_EXTERN int evs_projection_load(evs_store *store, const char *path,
 				   const evs_projection_options *options, const char **name_out);
 
+/*
+ * C projections, for logic SQL cannot express.  `apply` gets each event of
+ * `types` (NULL: every type) in position order, upcast (its data and
+ * schema_version are the newest version's), with the read model's
+ * connection inside the worker's open transaction: what it writes commits
+ * with the checkpoint, exactly once.  It returns 0, or nonzero to fail
+ * the event, which is then retried, parked or stops the worker as the
+ * options say, its changes undone each time.  It runs on the worker's
+ * thread (and on the caller's during evs_projection_rebuild_loaded and
+ * evs_projection_replay_parked), never on two at once for one projection.
+ *
+ * `sql` (may be NULL) is text in the file format above: its setup runs
+ * before `setup`, its handlers before `apply`, and its queries serve
+ * evs_query.  The definition a read model records is the hash of `sql`
+ * and `definition_version`: change the version when apply changes what it
+ * writes, and the read model is out of date as for a changed file.
+ *
+ * Strings and arrays are copied; ctx is the caller's, passed back as is.
+ */
+struct sqlite3;
+
+#define EVS_PROJECTION_DEF_VERSION 1
+
+typedef struct evs_projection_def {
+	int version;                    /* EVS_PROJECTION_DEF_VERSION */
+	const char *name;               /* letters, digits, '_' and '-' */
+	const char *const *types;       /* the types apply is called for */
+	size_t ntypes;                  /* 0: every type */
+	const char *sql;
+	uint32_t definition_version;
+	/* when the read model is opened, in a transaction: 0 or nonzero */
+	int (*setup)(struct sqlite3 *db, void *ctx);
+	int (*apply)(struct sqlite3 *db, const evs_event *ev, void *ctx);
+	void *ctx;
+} evs_projection_def;
+
+/* Registers a C projection, as evs_projection_load does a file. */
+EVS_EXTERN int evs_projection_register(evs_store *store, const evs_projection_def *def,
+				       const evs_projection_options *options,
+				       const char **name_out);
+
 /* Starts the workers of every loaded projection (a thread each), from
- * their checkpoints.  A store opened read-only cannot. */
+ * their checkpoints.  A store opened read-only cannot.  At most
+ * evs_projections_set_workers of them apply events at once. */
 EVS_EXTERN int evs_projections_start(evs_store *store);
+
+/*
+ * How many workers may apply events at the same time (0: the number of
+ * online CPUs, the default).  A worker holds one of these slots while it
+ * applies a batch and gives it up at each commit and whenever it has
+ * caught up, so with more projections than slots they take turns batch by
+ * batch.  Set it before evs_projections_start.
+ */
+EVS_EXTERN int evs_projections_set_workers(evs_store *store, unsigned max);
 
 /* Stops them, committing what they applied.  Returns the first error a
  * worker stopped on (with its message), else 0. */
@@ -93,6 +144,12 @@ EVS_EXTERN int evs_projections_stop(evs_store *store);
 EVS_EXTERN int evs_projection_rebuild(evs_store *store, const char *path,
 				      evs_progress_cb progress, void *ctx,
 				      uint64_t *position_out);
+
+/* The same for projection `name` as loaded or registered in this store
+ * (the way to rebuild a C projection). */
+EVS_EXTERN int evs_projection_rebuild_loaded(evs_store *store, const char *name,
+					     evs_progress_cb progress, void *ctx,
+					     uint64_t *position_out);
 
 /*
  * The parked events of projection `name`: a new JSON array of
@@ -143,6 +200,37 @@ typedef struct evs_query_options {
 EVS_EXTERN int evs_query(evs_store *store, const char *name, const char *query,
 			 const json_t *params, const evs_query_options *options,
 			 json_t **rows_out, uint64_t *position_out);
+
+/*
+ * The same, row by row, for results too large to hold: `row` gets each
+ * row object (borrowed: valid during the call) and returns 0 to go on or
+ * nonzero to stop, which ends the query without error.  Queries run on
+ * connections of their own, as many as there are callers at once, each
+ * in one read transaction: the rows and *position_out are of the same
+ * committed state, whatever the worker writes meanwhile.
+ */
+typedef int (*evs_row_cb)(const json_t *row, void *ctx);
+
+EVS_EXTERN int evs_query_each(evs_store *store, const char *name, const char *query,
+			      const json_t *params, const evs_query_options *options,
+			      evs_row_cb row, void *ctx, uint64_t *position_out);
+
+/*
+ * Ad-hoc SQL on projection `name`'s read model: one SELECT (a WITH ...
+ * SELECT too), its :parameters bound from `params` as in evs_query.  It
+ * can only read: SQLite refuses, when the statement is prepared, anything
+ * but reading tables and calling functions (no INSERT, UPDATE, DELETE,
+ * CREATE, DROP, ATTACH, PRAGMA, transaction control ...), and the
+ * connection is query_only.  EVS_EINVAL with SQLite's message for SQL that
+ * does not compile or is refused.
+ */
+EVS_EXTERN int evs_query_sql(evs_store *store, const char *name, const char *sql,
+			     const json_t *params, const evs_query_options *options,
+			     json_t **rows_out, uint64_t *position_out);
+
+EVS_EXTERN int evs_query_sql_each(evs_store *store, const char *name, const char *sql,
+				  const json_t *params, const evs_query_options *options,
+				  evs_row_cb row, void *ctx, uint64_t *position_out);
 
 #ifdef __cplusplus
 }
