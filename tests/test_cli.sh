@@ -730,7 +730,22 @@ err "query: min-position not reached" 1 "projection 'counts' is at position 31, 
 run query "$QS" counts one stream
 err "query: a parameter without '='" 2 "evstore: query: parameter 'stream' is not NAME=VALUE"
 run query "$QS" counts
-err "query: missing QUERY" 2 "evstore: query: missing QUERY"
+err "query: missing QUERY" 2 "evstore: query: missing QUERY (or --sql SQL)"
+run query "$QS" counts --projections "$QP" --sql 'SELECT sum(n) AS total, count(*) AS streams FROM counts WHERE n >= :min' min=10
+ok "query --sql, with a parameter" '{"total":31,"streams":3}'
+run query "$QS" counts --projections "$QP" --sql 'DELETE FROM counts'
+err "query --sql: a write refused" 1 "projection 'counts' ad-hoc query: not authorized"
+run query "$QS" counts --projections "$QP" --sql "ATTACH DATABASE '$TMP/other.db' AS o"
+err "query --sql: ATTACH refused" 1 "projection 'counts' ad-hoc query: not authorized"
+run query "$QS" counts --projections "$QP" --sql 'SELECT 1; DROP TABLE counts'
+err "query --sql: a second statement refused" 1 "projection 'counts' ad-hoc query: one statement only"
+run query "$QS" counts all --projections "$QP"
+ok "query --sql: nothing changed" '{"stream":"order-1","n":10}
+{"stream":"order-2","n":11}
+{"stream":"order-3","n":10}'
+eq "query --sql: no file attached" "no" "$([ -e "$TMP/other.db" ] && echo yes || echo no)"
+run query "$QS" counts all --projections "$QP" --sql 'SELECT 1'
+err "query: both a query and --sql" 2 "evstore: query: both a query ('all') and --sql"
 
 # ---------------------------------------------------------------------
 

@@ -1763,6 +1763,7 @@ out:
 
 static const char usage_query[] =
 	"usage: evstore query DIR PROJECTION QUERY [NAME=VALUE]...\n"
+	"       evstore query DIR PROJECTION --sql SQL [NAME=VALUE]...\n"
 	"                     [--projections D] [--schemas D]\n"
 	"                     [--min-position P] [--timeout-ms T]\n"
 	"\n"
@@ -1771,10 +1772,13 @@ static const char usage_query[] =
 	"parameters NAME=VALUE (VALUE is taken as JSON when it parses as JSON,\n"
 	"else as a string).  The read model is first brought up to the store's\n"
 	"head (or to --min-position P); if another process holds the store's\n"
-	"writer lock, it is read as it is.  Prints one JSON object a row (an\n"
-	"aligned table on a terminal).\n"
+	"writer lock, it is read as it is.  Prints one JSON object a row as it\n"
+	"is read (an aligned table on a terminal).\n"
 	"\n"
 	"Options:\n"
+	"  --sql SQL         run SQL, one SELECT, instead of a declared query:\n"
+	"                    SQLite refuses anything but reading (writes,\n"
+	"                    ATTACH, PRAGMA, transactions)\n"
 	"  --projections D   where projection files are found (default: the\n"
 	"                    source tree's projections/)\n"
 	"  --schemas D       the schema directory, for its upcasters (default:\n"
@@ -1839,9 +1843,26 @@ out:
 	free(w);
 }
 
+/* Prints a row as a JSON line; a query's row callback. */
+static int emit_row(const json_t *row, void *ctx)
+{
+	int *failed = ctx;
+
+	if (emit(json_incref((json_t *)row), 0) != 0) {
+		*failed = 1;
+		return 1;
+	}
+	return 0;
+}
+
+static int collect(const json_t *row, void *ctx)
+{
+	return json_array_append((json_t *)ctx, (json_t *)row) ? 1 : 0;
+}
+
 static int cmd_query(const char *cmd, int argc, char **argv)
 {
-	const char *pos[3] = { NULL, NULL, NULL };
+	const char *pos[3] = { NULL, NULL, NULL }, *sql = NULL;
 	const char *projections = EVS_DEMO_PROJECTIONS;
 	struct schema_args sa = { NULL, 0 };
 	evs_query_options qo = EVS_QUERY_OPTIONS_INIT;
@@ -1859,8 +1880,9 @@ static int cmd_query(const char *cmd, int argc, char **argv)
 	args_init(&a, cmd, argc, argv);
 	while ((k = args_next(&a)) >= 0) {
 		if (k == 0) {
+			/* a query's name has no '=' */
 			const char *eq = strchr(a.arg, '=');
-			if (npos == 3 && eq && eq != a.arg) {
+			if (npos >= 2 && eq && eq != a.arg) {
 				json_t *v = json_loads(eq + 1, JSON_DECODE_ANY, NULL);
 				char key[256];
 				snprintf(key, sizeof key, "%.*s", (int)(eq - a.arg), a.arg);
@@ -1870,6 +1892,11 @@ static int cmd_query(const char *cmd, int argc, char **argv)
 				goto out;
 			} else {
 				pos[npos++] = a.arg;
+			}
+		} else if (args_is(&a, "--sql")) {
+			if (!(sql = args_value(&a))) {
+				rc = RC_USAGE;
+				goto out;
 			}
 		} else if (args_is(&a, "--projections")) {
 			if (!(projections = args_value(&a))) {
@@ -1896,9 +1923,13 @@ static int cmd_query(const char *cmd, int argc, char **argv)
 			goto out;
 		}
 	}
-	if (npos < 3) {
+	if (npos < (sql ? 2u : 3u)) {
 		rc = usage_error(cmd, "missing %s", npos == 0 ? "DIR" : npos == 1 ? "PROJECTION"
-								   : "QUERY");
+								   : "QUERY (or --sql SQL)");
+		goto out;
+	}
+	if (sql && npos == 3) {
+		rc = usage_error(cmd, "both a query ('%s') and --sql", pos[2]);
 		goto out;
 	}
 	sa.dir = demo_find_schemas(sa.dir);
@@ -1935,22 +1966,32 @@ static int cmd_query(const char *cmd, int argc, char **argv)
 		qo.min_position = min_position;
 	}
 	qo.timeout_ms = (uint32_t)timeout;
-	err = evs_query(store, name, pos[2], params, &qo, &rows, &at);
-	if (err != 0) {
-		rc = lib_fail(cmd, err, "query '%s' of projection '%s'", pos[2], name);
-		goto out;
-	}
-	if (isatty(STDOUT_FILENO)) {
-		print_table(rows);
-		printf("(%zu rows, read model at position %" PRIu64 ")\n", json_array_size(rows), at);
-	} else {
-		size_t i;
-		json_t *row;
-		json_array_foreach(rows, i, row) {
-			if (emit(json_incref(row), 0) != 0) {
-				rc = emit_fail(cmd);
-				break;
-			}
+	{
+		/* rows as they come, unless they make a table */
+		int tty = isatty(STDOUT_FILENO), failed = 0;
+		evs_row_cb cb = tty ? collect : emit_row;
+		void *ctx = tty ? (void *)(rows = json_array()) : (void *)&failed;
+		if (tty && !rows) {
+			rc = fail(cmd, "out of memory");
+			goto out;
+		}
+		err = sql ? evs_query_sql_each(store, name, sql, params, &qo, cb, ctx, &at)
+			  : evs_query_each(store, name, pos[2], params, &qo, cb, ctx, &at);
+		if (failed) {
+			rc = emit_fail(cmd);
+			goto out;
+		}
+		if (err != 0) {
+			if (sql)
+				rc = lib_fail(cmd, err, "SQL on projection '%s'", name);
+			else
+				rc = lib_fail(cmd, err, "query '%s' of projection '%s'", pos[2], name);
+			goto out;
+		}
+		if (tty) {
+			print_table(rows);
+			printf("(%zu rows, read model at position %" PRIu64 ")\n",
+			       json_array_size(rows), at);
 		}
 	}
 out:
