@@ -216,7 +216,7 @@ int evs__store_ix_get(evs_store *s, evs__ix **out)
 		*out = ix;
 		return 0;
 	}
-	snprintf(path, sizeof(path), "%s/index.db", s->dir);
+	snprintf(path, sizeof(path), "%s", s->ixpath);
 	return evs__ix_open(out, path, true);
 }
 
@@ -449,6 +449,7 @@ static int recover(evs_store *s)
 	uint8_t *buf = NULL;
 	size_t cap = 0;
 	bool in_tx = false;
+	uint64_t done_before = 0;  /* bytes of the segments scanned, for progress */
 	int rc;
 	char path[4096];
 
@@ -661,6 +662,10 @@ static int recover(evs_store *s)
 					evs__os_table.close(fd);
 					goto out;
 				}
+				/* the total guesses every segment left is full */
+				if (s->rprogress)
+					s->rprogress(done_before + off, done_before +
+						     (nsegs - i) * segsize, s->rctx);
 			}
 		}
 		if (!is_last && !sealed) {
@@ -670,6 +675,7 @@ static int recover(evs_store *s)
 				      path, off);
 			goto out;
 		}
+		done_before += is_last ? off : segsize;
 		if (is_last && !sealed) {
 			s->wfd = fd;
 			s->wseg = segs[i];
@@ -684,6 +690,8 @@ static int recover(evs_store *s)
 		rc = evs__ix_commit(s->wix);
 		in_tx = false;
 	}
+	if (!rc && s->rprogress)
+		s->rprogress(done_before, done_before, s->rctx);
 	if (!rc && s->open_stats.recovered_batches)
 		rc = load_heads(s);
 	if (!rc)
@@ -763,7 +771,9 @@ static int create_layout(evs_store *s, const char *lockpath)
 	return 0;
 }
 
-int evs_open(evs_store **out, const char *dir, const evs_options *opts)
+/* evs_open, over index file `ixname` in dir; `progress` for recovery. */
+static int open_store(evs_store **out, const char *dir, const evs_options *opts,
+		      const char *ixname, evs_progress_cb progress, void *pctx)
 {
 	evs_options defaults = EVS_OPTIONS_INIT;
 	evs_store *s;
@@ -833,7 +843,13 @@ int evs_open(evs_store **out, const char *dir, const evs_options *opts)
 		return rc;
 	}
 	snprintf(lockpath, sizeof(lockpath), "%s/LOCK", dir);
-	snprintf(ixpath, sizeof(ixpath), "%s/index.db", dir);
+	snprintf(ixpath, sizeof(ixpath), "%s/%s", dir, ixname);
+	if (!(s->ixpath = evs__strdup(ixpath))) {
+		rc = evs__err(EVS_ENOMEM, "out of memory opening %s", dir);
+		goto fail;
+	}
+	s->rprogress = progress;
+	s->rctx = pctx;
 
 	if (stat(dir, &st) != 0) {
 		if (errno != ENOENT || !opts->create || s->read_only) {
@@ -927,6 +943,75 @@ fail:
 	return rc;
 }
 
+int evs_open(evs_store **out, const char *dir, const evs_options *opts)
+{
+	return open_store(out, dir, opts, "index.db", NULL, NULL);
+}
+
+static void unlink_index(const char *path)
+{
+	char side[4300];
+
+	unlink(path);
+	snprintf(side, sizeof(side), "%s-wal", path);
+	unlink(side);
+	snprintf(side, sizeof(side), "%s-shm", path);
+	unlink(side);
+}
+
+int evs_rebuild_index(const char *dir, const evs_options *opts, evs_progress_cb progress,
+		      void *ctx)
+{
+	evs_options o = EVS_OPTIONS_INIT;
+	char tmp[4200], live[4200];
+	evs_store *s = NULL;
+	int rc;
+
+	evs__err_clear();
+	if (!dir || !*dir)
+		return evs__err(EVS_EINVAL, "evs_rebuild_index: no directory given");
+	if (opts) {
+		if (opts->version < 1 || opts->version > EVS_OPTIONS_VERSION)
+			return evs__err(EVS_EINVAL, "evs_rebuild_index: options version %d, "
+					"expected 1 to %d", opts->version, EVS_OPTIONS_VERSION);
+		memcpy(&o, opts, opts->version == 1 ? offsetof(evs_options, schema_dir) :
+		       sizeof(o));
+		o.version = EVS_OPTIONS_VERSION;
+	}
+	o.create = 0;
+	o.read_only = 0;
+	if (strlen(dir) > 3000)
+		return evs__err(EVS_EINVAL, "evs_rebuild_index: directory path too long");
+	snprintf(tmp, sizeof(tmp), "%s/index.rebuild.db", dir);
+	snprintf(live, sizeof(live), "%s/index.db", dir);
+	/*
+	 * The store opened over a new index beside the live one: recovery
+	 * indexes the whole log into it, under the writer lock, which stays
+	 * taken until the new index is in place.
+	 */
+	bool leftover = access(tmp, F_OK) == 0;
+	rc = open_store(&s, dir, &o, "index.rebuild.db", leftover ? NULL : progress, ctx);
+	if (rc == EVS_ELOCKED)
+		return evs__err(EVS_ELOCKED, "store %s is locked by another writer; stop it "
+				"before rebuilding the index", dir);
+	if (rc && !leftover)
+		return rc;
+	if (leftover) {
+		/* what an interrupted rebuild left is not trusted: from
+		 * nothing (removed only now, under the lock) */
+		evs_close(s);
+		s = NULL;
+		unlink_index(tmp);
+		if ((rc = open_store(&s, dir, &o, "index.rebuild.db", progress, ctx)) != 0)
+			goto out;
+	}
+	rc = evs__ix_replace(s->wix, live);
+out:
+	evs_close(s);
+	unlink_index(tmp);
+	return rc;
+}
+
 void evs_close(evs_store *s)
 {
 	if (!s)
@@ -962,6 +1047,7 @@ void evs_close(evs_store *s)
 	evs__upcasters_free(s->upcasters);
 	evs__free(s->dir);
 	evs__free(s->logdir);
+	evs__free(s->ixpath);
 	evs__free(s);
 }
 

@@ -106,6 +106,7 @@ int evs__ix_get_snapshot(evs__ix *ix, const char *stream, evs__snapshot *out);
 int evs__ix_put_snapshot(evs__ix *ix, const char *stream, const evs__snapshot *snap,
 			 int64_t created_us);
 int evs__ix_clear_snapshots(evs__ix *ix);
+int evs__ix_replace(evs__ix *ix, const char *path);
 int evs__ix_stream_ends(evs__ix *ix, int64_t stream_id, uint64_t *first, uint64_t *last);
 
 /* ---- segment.c ---- */
@@ -195,6 +196,9 @@ typedef struct evs__snapq evs__snapq;
 struct evs_store {
 	char *dir;
 	char *logdir;
+	char *ixpath;          /* dir/index.db, or the index being rebuilt */
+	evs_progress_cb rprogress; /* recovery's progress (evs_rebuild_index) */
+	void *rctx;
 	evs_options opts;
 	evs__schemas *schemas;  /* NULL without opts.schema_dir */
 	evs__upcasters *upcasters;

@@ -616,7 +616,15 @@ run rebuild "$D" --snapshots
 ok "rebuild --snapshots" '{"store":"'"$D"'","snapshots":'"$NORDERS"'}'
 eq "rebuild: 92 order streams" 92 "$NORDERS"
 run rebuild "$D"
-err "rebuild without what" 2 "evstore: rebuild: say what to rebuild: PROJECTION..., --all or --snapshots"
+err "rebuild without what" 2 "evstore: rebuild: say what to rebuild: PROJECTION..., --all, --index or --snapshots"
+BEFORE_IX=$("$EVSTORE" read-all "$D" 2>&1 | md5sum)
+run rebuild "$D" --index
+eq "rebuild --index: exit status" 0 "$RC"
+eq "rebuild --index: output" '{"store":"'"$D"'","index":"rebuilt","head":'"$("$EVSTORE" stats "$D" | sed 's/.*"head_position":\([0-9]*\).*/\1/')"'}' "$OUT"
+has "rebuild --index: progress" "index: " "$ERR"
+eq "rebuild --index: the same log read back" "$BEFORE_IX" "$("$EVSTORE" read-all "$D" 2>&1 | md5sum)"
+run rebuild "$TMP/nostore" --index
+err "rebuild --index: no store" 1 "no store at $TMP/nostore"
 run rebuild "$TMP/nostore" --snapshots
 err "rebuild of a missing store" 1 "evstore: rebuild: cannot open store '$TMP/nostore'"
 run read "$D" order-1 --limit 1

@@ -2156,10 +2156,16 @@ out:
 /* rebuild                                                             */
 
 static const char usage_rebuild[] =
-	"usage: evstore rebuild DIR [PROJECTION...|--all] [--snapshots]\n"
+	"usage: evstore rebuild DIR [PROJECTION...|--all] [--index] [--snapshots]\n"
 	"                       [--projections D] [--schemas D]\n"
 	"\n"
 	"Rebuilds derived data of the store in DIR from its log.\n"
+	"\n"
+	"--index (done first): the index is rebuilt from the whole log into a\n"
+	"new file beside index.db, then copied over it in one transaction, so\n"
+	"readers see the old index or the new one; the decider snapshots are\n"
+	"kept.  It needs the writer lock (no other process writing).  Progress\n"
+	"in MiB of log goes to stderr.  Prints {\"store\",\"index\",\"head\"}.\n"
 	"\n"
 	"PROJECTION (a .sql file, or the name of one in the projections\n"
 	"directory; --all: every one there): its read model is rebuilt into a\n"
@@ -2184,6 +2190,7 @@ struct rebuild_progress {
 	const char *cmd, *name;
 	double t0;
 	int tty, shown;
+	int bytes;              /* done and total are log bytes, not events */
 };
 
 /* evs_progress_cb: events/s and ETA, redrawn on a terminal, else a line
@@ -2198,8 +2205,14 @@ static void rebuild_progress(uint64_t done, uint64_t total, void *vctx)
 	now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 	rate = now > p->t0 ? (double)done / (now - p->t0) : 0;
 	eta = rate > 0 && total > done ? (double)(total - done) / rate : 0;
-	fprintf(stderr, "%sevstore: %s: %s: %" PRIu64 " of %" PRIu64 " (%.0f events/s, ETA %.0f s)%s",
-		p->tty ? "\r" : "", p->cmd, p->name, done, total, rate, eta, p->tty ? "" : "\n");
+	if (p->bytes)
+		fprintf(stderr, "%sevstore: %s: %s: %.1f of %.1f MiB of log (%.1f MiB/s, ETA %.0f s)%s",
+			p->tty ? "\r" : "", p->cmd, p->name, (double)done / 1048576.0,
+			(double)total / 1048576.0, rate / 1048576.0, eta, p->tty ? "" : "\n");
+	else
+		fprintf(stderr, "%sevstore: %s: %s: %" PRIu64 " of %" PRIu64
+			" (%.0f events/s, ETA %.0f s)%s", p->tty ? "\r" : "", p->cmd, p->name,
+			done, total, rate, eta, p->tty ? "" : "\n");
 	p->shown = 1;
 }
 
@@ -2233,7 +2246,7 @@ static int collect_order(const char *name, uint64_t last_version, void *vctx)
 /* Rebuilds the read model of projection file `path`; prints its line. */
 static int rebuild_projection(const char *cmd, evs_store *store, const char *path)
 {
-	struct rebuild_progress pr = { cmd, path, 0, isatty(STDERR_FILENO), 0 };
+	struct rebuild_progress pr = { cmd, path, 0, isatty(STDERR_FILENO), 0, 0 };
 	struct timespec ts;
 	uint64_t at;
 	int err;
@@ -2259,7 +2272,7 @@ static int cmd_rebuild(const char *cmd, int argc, char **argv)
 	size_t nprojs = 0;
 	struct schema_args sa = { NULL, 0 };
 	struct name_list names = { NULL, 0, 0 };
-	int snapshots = 0, all = 0, k, err, rc = RC_OK;
+	int snapshots = 0, all = 0, index = 0, k, err, rc = RC_OK;
 	evs_store *store = NULL;
 	evs_decider d;
 	struct args a;
@@ -2292,6 +2305,12 @@ static int cmd_rebuild(const char *cmd, int argc, char **argv)
 				return RC_USAGE;
 			}
 			snapshots = 1;
+		} else if (args_is(&a, "--index")) {
+			if (args_flag(&a) != 0) {
+				free(projs);
+				return RC_USAGE;
+			}
+			index = 1;
 		} else if (args_is(&a, "--schemas")) {
 			if (!(sa.dir = args_value(&a))) {
 				free(projs);
@@ -2302,20 +2321,43 @@ static int cmd_rebuild(const char *cmd, int argc, char **argv)
 			return args_unknown(&a);
 		}
 	}
-	if (!dir || (!snapshots && !all && nprojs == 0)) {
+	if (!dir || (!snapshots && !all && !index && nprojs == 0)) {
 		free(projs);
 		return usage_error(cmd, !dir ? "missing DIR" : "say what to rebuild: "
-				   "PROJECTION..., --all or --snapshots");
+				   "PROJECTION..., --all, --index or --snapshots");
 	}
 	if (!(sa.dir = demo_find_schemas(sa.dir))) {
 		free(projs);
 		return fail(cmd, "cannot find the demo's event schemas; give --schemas DIR");
 	}
 
+	if (index) {
+		struct rebuild_progress pr = { cmd, "index", 0, isatty(STDERR_FILENO), 0, 1 };
+		struct timespec ts;
+		evs_options o = EVS_OPTIONS_INIT;
+		o.schema_dir = sa.dir;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		pr.t0 = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+		err = evs_rebuild_index(dir, &o, rebuild_progress, &pr);
+		if (pr.shown && pr.tty)
+			fputc('\n', stderr);
+		if (err != 0) {
+			free(projs);
+			return lib_fail(cmd, err, "cannot rebuild the index of '%s'", dir);
+		}
+	}
 	rc = open_store(&store, cmd, dir, OPEN_WRITE, EVS_DURABILITY_SYNC, &sa);
 	if (rc != RC_OK) {
 		free(projs);
 		return rc;
+	}
+	if (index) {
+		evs_stats st;
+		if ((err = evs_stats_get(&st, store)) != 0)
+			rc = lib_fail(cmd, err, "cannot read the stats of '%s'", dir);
+		else if (emit(json_pack("{s:s, s:s, s:I}", "store", dir, "index", "rebuilt", "head",
+					(json_int_t)st.head_position), 0) != 0)
+			rc = emit_fail(cmd);
 	}
 	for (i = 0; i < nprojs && rc == RC_OK; i++) {
 		char path[4200];

@@ -261,6 +261,21 @@ EVS_EXTERN int evs_verify(evs_store *store, evs_report_cb report,
 			  evs_progress_cb progress, void *ctx);
 
 /*
+ * Rebuilds the store's index (index.db) from its log: the store is opened
+ * over a new index file beside the live one (index.rebuild.db), which
+ * recovery fills from the whole log with `progress` (may be NULL) in log
+ * bytes; that is then copied over the live one in one transaction
+ * (SQLite's backup), so readers in other processes see the old index or
+ * the new one, never a mix.  The decider snapshots of the old index are
+ * kept (they are checked when used).  The writer lock is held throughout:
+ * EVS_ELOCKED while another process writes.  An interrupted rebuild
+ * leaves the live index as it was; the next one starts from nothing.
+ * `opts` (may be NULL) as for evs_open; create and read_only are ignored.
+ */
+EVS_EXTERN int evs_rebuild_index(const char *dir, const evs_options *opts,
+				 evs_progress_cb progress, void *ctx);
+
+/*
  * The stream's category: the part of the name before the first '-', or the
  * whole name when it has none.  Writes at most `size` bytes with the NUL;
  * returns the category's length.
