@@ -111,6 +111,9 @@ typedef struct proj {
 	int failed;
 	char errmsg[1024];
 	bool running;
+	/* the rate: events applied since rate_t0 (monotonic seconds) */
+	uint64_t rate_n;
+	double rate_t0, rate, rate_at;
 
 	pthread_mutex_t mu;     /* checkpoint, running, failed, errmsg */
 	pthread_cond_t cv;      /* the checkpoint moved */
@@ -952,9 +955,29 @@ static bool targets_for(proj *p, const char *type, targets *t)
 	return t->hs[0] || t->hs[1] || t->c;
 }
 
+static double mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void set_checkpoint(proj *p, uint64_t pos)
 {
+	double now = mono_s();
+
 	pthread_mutex_lock(&p->mu);
+	/* the rate over the work since the last measure, a second or more */
+	if (p->rate_t0 == 0) {
+		p->rate_t0 = now;
+		p->rate_n = 0;
+	} else if (now - p->rate_t0 >= 1.0) {
+		p->rate = (double)p->rate_n / (now - p->rate_t0);
+		p->rate_at = now;
+		p->rate_t0 = now;
+		p->rate_n = 0;
+	}
 	p->checkpoint = pos;
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
@@ -1203,6 +1226,7 @@ static int apply_event(const evs_event *ev, void *ctx)
 	}
 	if (!rc) {
 		p->applied = ev->position;
+		p->rate_n++;
 		if (++p->pending >= p->opts.batch_size || p->careful)
 			rc = commit(p, ev->position);
 	}
@@ -1894,6 +1918,8 @@ int evs_projection_status_get(evs_projection_status *out, evs_store *s, const ch
 	out->checkpoint = p->checkpoint;
 	out->running = p->running && !p->failed;
 	out->failed = p->failed;
+	/* a worker that stopped applying has no rate */
+	out->rate = out->running && mono_s() - p->rate_at < 2.0 ? p->rate : 0;
 	pthread_mutex_unlock(&p->mu);
 	out->head = st.head_position;
 	out->lag = out->head > out->checkpoint ? out->head - out->checkpoint : 0;

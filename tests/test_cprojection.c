@@ -139,6 +139,10 @@ START_TEST(test_c_projection)
 	ck_assert_int_eq(evs_projection_status_get(&st, s, "counts"), 0);
 	ck_assert_uint_eq(st.checkpoint, 4);
 	ck_assert_int_eq(evs_projections_stop(s), 0);
+	/* stopped: no rate */
+	ck_assert_int_eq(evs_projection_status_get(&st, s, "counts"), 0);
+	ck_assert_int_eq(st.running, 0);
+	ck_assert(st.rate == 0);
 	evs_close(s);
 
 	/* exactly once across a restart */

@@ -174,6 +174,9 @@ typedef struct evs_projection_status {
 	int out_of_date;           /* built by another version of its file */
 	int failed;                /* an EVS_E* code the worker stopped on, or 0 */
 	uint64_t parked;           /* events in evs_parked */
+	double rate;               /* events applied per second by this process's
+				      worker over its last second or so of
+				      work; 0 when idle or not running */
 } evs_projection_status;
 
 EVS_EXTERN int evs_projection_status_get(evs_projection_status *out, evs_store *store,
