@@ -41,7 +41,9 @@ CREATE TABLE IF NOT EXISTS order_items (
 INSERT INTO orders (id, customer, currency, status, item_count, total, placed_at,
                     updated_at, version, placed_position)
 VALUES (:stream, json_extract(:data, '$.customer_id'), json_extract(:data, '$.currency'),
-        'placed', 0, 0, json_extract(:data, '$.placed_at'), '', :version, :position);
+        'placed', 0, 0, json_extract(:data, '$.placed_at'),
+        strftime('%Y-%m-%dT%H:%M:%S', :timestamp / 1000000, 'unixepoch')
+        || printf('.%06dZ', :timestamp % 1000000), :version, :position);
 
 -- on: ItemAdded
 INSERT INTO order_items (order_id, sku, qty, price)
@@ -50,7 +52,10 @@ VALUES (:stream, json_extract(:data, '$.sku'), json_extract(:data, '$.qty'),
 ON CONFLICT (order_id, sku) DO UPDATE SET qty = qty + excluded.qty, price = excluded.price;
 UPDATE orders
    SET item_count = item_count + json_extract(:data, '$.qty'),
-       total = total + json_extract(:data, '$.qty') * json_extract(:data, '$.price')
+       total = total + json_extract(:data, '$.qty') * json_extract(:data, '$.price'),
+       version = :version,
+       updated_at = strftime('%Y-%m-%dT%H:%M:%S', :timestamp / 1000000, 'unixepoch')
+                    || printf('.%06dZ', :timestamp % 1000000)
  WHERE id = :stream;
 
 -- on: ItemRemoved
@@ -60,24 +65,30 @@ UPDATE orders
                                               AND sku = json_extract(:data, '$.sku')), 0),
        total = total - coalesce((SELECT qty * price FROM order_items
                                   WHERE order_id = :stream
-                                    AND sku = json_extract(:data, '$.sku')), 0)
+                                    AND sku = json_extract(:data, '$.sku')), 0),
+       version = :version,
+       updated_at = strftime('%Y-%m-%dT%H:%M:%S', :timestamp / 1000000, 'unixepoch')
+                    || printf('.%06dZ', :timestamp % 1000000)
  WHERE id = :stream;
 DELETE FROM order_items WHERE order_id = :stream AND sku = json_extract(:data, '$.sku');
 
 -- on: OrderPaid
-UPDATE orders SET status = 'paid' WHERE id = :stream;
+UPDATE orders
+   SET status = 'paid', version = :version,
+       updated_at = strftime('%Y-%m-%dT%H:%M:%S', :timestamp / 1000000, 'unixepoch')
+                    || printf('.%06dZ', :timestamp % 1000000)
+ WHERE id = :stream;
 
 -- on: OrderShipped
-UPDATE orders SET status = 'shipped' WHERE id = :stream;
+UPDATE orders
+   SET status = 'shipped', version = :version,
+       updated_at = strftime('%Y-%m-%dT%H:%M:%S', :timestamp / 1000000, 'unixepoch')
+                    || printf('.%06dZ', :timestamp % 1000000)
+ WHERE id = :stream;
 
 -- on: OrderCancelled
-UPDATE orders SET status = 'cancelled' WHERE id = :stream;
-
--- Every event of an order, after its own handler above: the version and
--- the time of the last change.
--- on: OrderPlaced, ItemAdded, ItemRemoved, OrderPaid, OrderShipped, OrderCancelled
 UPDATE orders
-   SET version = :version,
+   SET status = 'cancelled', version = :version,
        updated_at = strftime('%Y-%m-%dT%H:%M:%S', :timestamp / 1000000, 'unixepoch')
                     || printf('.%06dZ', :timestamp % 1000000)
  WHERE id = :stream;
