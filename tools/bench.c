@@ -19,6 +19,15 @@
  *   5. evs_open after a clean close, and after a SIGKILL in the middle of a
  *      scenario-1 load, with the recovery counters.
  *   6. peak RSS of a process appending the events as in scenario 1.
+ *   7. the read side, on a log of its own in the orders domain's shapes
+ *      (the ones projections/orders.sql reads; see s7_build_log): the
+ *      rebuild of the orders projection from the whole log, the projection
+ *      lag (p99, in events) under single-event durable appends from 16
+ *      threads, and the p50/p99 latency of the by_id point query.
+ *      Baselines: the same handler SQL, split and bound by a small loader
+ *      here, applied by plain SQLite to a read model of its own from a
+ *      SQLite events table; the same SELECT on that read model.  The lag
+ *      has no SQLite counterpart.
  * With --instr, the instruction counts per appended and per replayed event
  * from callgrind (tools/callgrind.sh does the same from the shell).
  *
@@ -26,13 +35,17 @@
  * gen_event), so a child process regenerates exactly the parent's events
  * without being handed them.  The parent generates every event once, before
  * anything is timed, into one arena; the timed loops only point into it.
+ * Scenario 7's log is the exception: an order's next event depends on the
+ * lines it holds, so it is generated in log order, from the seed and the
+ * workload's size; no child needs it.
  *
  * Invariants the numbers rely on:
  * - Every timed region holds only the operation measured: opening, creating
  *   tables, preallocating, closing and checking happen outside it.
  * - evstore and SQLite get byte-identical event text; the checks after each
- *   scenario (event counts, per-stream counts, data bytes) make a run that
- *   lost or duplicated events fail rather than report a figure.
+ *   scenario (event counts, per-stream counts, data bytes, the read models'
+ *   sums against the generator's) make a run that lost or duplicated events
+ *   fail rather than report a figure.
  * - No store is open while a child is started: the child starts with fork
  *   and exec, and nothing of the parent's store may leak into it.
  *
@@ -98,6 +111,11 @@ enum { RC_OK = 0, RC_FAIL = 1, RC_USAGE = 2 };
 #define BATCH 100u            /* events per append in scenarios 1, 5, 6 */
 #define THREADS 16            /* writer threads of scenario 2 */
 #define READS 10000u          /* stream reads of scenario 4 */
+#define QUERIES 10000u        /* point queries of scenario 7 */
+#define REBUILD_BATCH 65536u  /* events per transaction of a rebuild, as
+				 evs_projection_rebuild commits them */
+#define LAG_ORDER 5           /* events per order of the lag writers */
+#define LAG_BOUND 10000.0     /* "bounded": 10 of the worker's batches */
 #define INSTR_EVENTS 20000u   /* events of the callgrind runs */
 #define MAX_REPS 25
 #define ERR_SIZE 1024
@@ -813,15 +831,16 @@ static int series_median_rep(const struct series *s)
 	return at;
 }
 
-enum unit { U_RATE, U_US, U_MS, U_MIB, U_INSTR };
+enum unit { U_RATE, U_US, U_MS, U_MIB, U_EVENTS, U_INSTR };
 
 enum row_id {
 	R_APPEND, R_THREADS, R_REPLAY, R_READ_P50, R_READ_P99, R_OPEN_CLEAN,
-	R_OPEN_KILL, R_RSS, R_INSTR_APPEND, R_INSTR_REPLAY, R_COUNT
+	R_OPEN_KILL, R_RSS, R_REBUILD, R_LAG, R_QUERY_P50, R_QUERY_P99,
+	R_INSTR_APPEND, R_INSTR_REPLAY, R_COUNT
 };
 
 static const struct row_def {
-	int scenario;          /* 1..6; 0 for the callgrind rows */
+	int scenario;          /* 1..7; 0 for the callgrind rows */
 	const char *key;       /* JSON name */
 	const char *title;
 	enum unit unit;
@@ -846,6 +865,16 @@ static const struct row_def {
 	  U_MS, 0, { NULL, NULL } },
 	{ 6, "peak_rss", "6. peak RSS of the appending process (MiB)",
 	  U_MIB, 0, { NULL, NULL } },
+	{ 7, "rebuild_orders",
+	  "7. rebuild orders from the whole log (events/s)",
+	  U_RATE, 1, { "SQLite", NULL } },
+	{ 7, "projection_lag_p99",
+	  "7. projection lag p99, 16 writers (events)",
+	  U_EVENTS, 0, { NULL, NULL } },
+	{ 7, "query_by_id_p50", "7. query orders by_id, p50 (\xc2\xb5s)",
+	  U_US, 1, { "SQLite", NULL } },
+	{ 7, "query_by_id_p99", "7. query orders by_id, p99 (\xc2\xb5s)",
+	  U_US, 1, { "SQLite", NULL } },
 	{ 0, "instructions_per_appended_event",
 	  "callgrind: instructions per appended event",
 	  U_INSTR, 0, { NULL, NULL } },
@@ -890,7 +919,7 @@ struct bench {
 	uint64_t nevents, nstreams, reps, seed;
 	const char *base_dir;
 	const char *json_path;
-	int only[7];
+	int only[8];
 	int keep, instr;
 	int dir_given;
 	int argc;
@@ -911,6 +940,7 @@ struct bench {
 	sqlite3 *db;
 	struct recovery kills[MAX_REPS];
 	int nkills;
+	struct s7 *s7;             /* scenario 7's state, while it runs */
 	struct row rows[R_COUNT];
 	char err[ERR_SIZE];
 };
@@ -958,11 +988,15 @@ static int store_open(evs_store **out, const char *dir, int create,
 	return 0;
 }
 
+typedef void (*fill_fn)(const struct arena *a, uint64_t i, evs_new_event *out);
+
 /*
- * Appends every event of the arena as scenario 1 does: 100 a call, one
- * stream a call, the streams in turn, each at its exact expected version.
+ * Appends every event of arena `a` (filled in by `fill`) as scenario 1
+ * does: 100 a call, one stream a call, the streams in turn, each at its
+ * exact expected version.
  */
-static int append_arena(struct bench *b, evs_store *st, char *err)
+static int append_events(struct bench *b, evs_store *st, const struct arena *a, fill_fn fill,
+			 char *err)
 {
 	const struct workload *w = &b->w;
 	evs_new_event evs[BATCH];
@@ -974,7 +1008,7 @@ static int append_arena(struct bench *b, evs_store *st, char *err)
 		n = w->nevents - first < BATCH ? w->nevents - first : BATCH;
 		s = wl_stream_of_append(w, k);
 		for (i = 0; i < n; i++)
-			ev_fill(&b->ev, first + i, &evs[i]);
+			fill(a, first + i, &evs[i]);
 		rc = evs_append(st, b->names[s], (int64_t)wl_expected(w, k),
 				evs, (size_t)n, NULL);
 		if (rc != 0)
@@ -983,6 +1017,23 @@ static int append_arena(struct bench *b, evs_store *st, char *err)
 					b->names[s], wl_expected(w, k));
 	}
 	return 0;
+}
+
+static int append_arena(struct bench *b, evs_store *st, char *err)
+{
+	return append_events(b, st, &b->ev, ev_fill, err);
+}
+
+/* Adds a rep's baseline p50 and p99 of latencies lat[0..n) to the rows,
+ * and says both sides' figures of the rep. */
+static void base_latencies(struct row *p50, struct row *p99, double *lat, size_t n,
+			   const char *what, uint64_t rep, uint64_t reps)
+{
+	series_add(&p50->base[0], percentile(lat, n, 50));
+	series_add(&p99->base[0], percentile(lat, n, 99));
+	say("%s, rep %" PRIu64 "/%" PRIu64 ": evstore p50 %.1f p99 %.1f, SQLite p50 %.1f "
+	    "p99 %.1f us", what, rep, reps, p50->ev.v[p50->ev.n - 1], p99->ev.v[p99->ev.n - 1],
+	    p50->base[0].v[p50->base[0].n - 1], p99->base[0].v[p99->base[0].n - 1]);
 }
 
 /* Scenario 1, evstore: a fresh store in `dir`; *secs is the append loop's
@@ -1149,8 +1200,10 @@ static int sql_step_done(sqlite3 *db, sqlite3_stmt *st, char *err)
 	return 0;
 }
 
-/* A new database at path with the events table, in WAL mode. */
-static int sql_create(sqlite3 **out, const char *path, char *err)
+/* A new database at path with the table `table` (its CREATE TABLE), in
+ * WAL mode. */
+static int sql_create_table(sqlite3 **out, const char *path,
+			    const char *table, char *err)
 {
 	sqlite3_stmt *st = NULL;
 	const unsigned char *mode;
@@ -1168,13 +1221,19 @@ static int sql_create(sqlite3 **out, const char *path, char *err)
 		errf(err, "SQLite: %s: cannot switch to WAL mode", path);
 		goto fail;
 	}
-	if (sql_exec(*out, sql_table, err) != 0)
+	if (sql_exec(*out, table, err) != 0)
 		goto fail;
 	return 0;
 fail:
 	sqlite3_close(*out);
 	*out = NULL;
 	return -1;
+}
+
+/* A new database at path with the events table, in WAL mode. */
+static int sql_create(sqlite3 **out, const char *path, char *err)
+{
+	return sql_create_table(out, path, sql_table, err);
 }
 
 /*
@@ -1766,13 +1825,7 @@ static int scenario4(struct bench *b)
 				goto out;
 			}
 		}
-		series_add(&p50->base[0], percentile(lat, READS, 50));
-		series_add(&p99->base[0], percentile(lat, READS, 99));
-		say("4 stream reads, rep %" PRIu64 "/%" PRIu64 ": evstore p50 "
-		    "%.1f p99 %.1f, SQLite p50 %.1f p99 %.1f us", rep, b->reps,
-		    p50->ev.v[p50->ev.n - 1], p99->ev.v[p99->ev.n - 1],
-		    p50->base[0].v[p50->base[0].n - 1],
-		    p99->base[0].v[p99->base[0].n - 1]);
+		base_latencies(p50, p99, lat, READS, "4 stream reads", rep, b->reps);
 	}
 	snprintf(p50->note, sizeof p50->note, "%u reads of streams of ~%"
 		 PRIu64 " events", READS, wl_quota(&b->w, 0));
@@ -2219,6 +2272,1365 @@ static int scenario6(struct bench *b)
 }
 
 /* ------------------------------------------------------------------ */
+/* Scenario 7: a projection file, applied by plain SQLite              */
+
+#ifndef EVS_DEMO_PROJECTIONS
+#define EVS_DEMO_PROJECTIONS "projections"
+#endif
+
+/*
+ * The baseline of scenario 7 runs the projection's own SQL, so that both
+ * sides do the same work in the read model: the file split at its section
+ * markers as the library splits it (see evstore/projection.h: "-- setup",
+ * "-- on: Type, Type", "-- query: name"; "-- projection: name" is skipped),
+ * each handler statement prepared once per type it handles, and its
+ * :parameters bound by name from the columns of the events table.  What a
+ * plain application would leave out, this leaves out too: no savepoint per
+ * event, no retries, no parking.  Those are the library's own costs, and
+ * the figures should show them.
+ */
+enum { PJ_NONE, PJ_NAME, PJ_SETUP, PJ_ON, PJ_QUERY };
+
+struct pj_section {
+	int kind;
+	char arg[256];
+	char *sql;                 /* owned; the section's lines */
+};
+
+struct pj_file {
+	struct pj_section *sec;
+	size_t n;
+};
+
+/* A handler parameter and the column of s7_select that binds it. */
+static const struct pj_param {
+	const char *name;
+	int column;
+	int is_int;
+} pj_params[] = {
+	{ ":position", 0, 1 }, { ":stream", 1, 0 }, { ":version", 2, 1 },
+	{ ":event_id", 3, 0 }, { ":type", 4, 0 }, { ":schema_version", 5, 1 },
+	{ ":timestamp", 6, 1 }, { ":data", 7, 0 }, { ":metadata", 8, 0 },
+};
+
+struct pj_stmt {
+	sqlite3_stmt *st;
+	int np;
+	const struct pj_param *param[32];  /* of bind index i + 1 */
+};
+
+struct pj_handler {
+	char type[256];
+	struct pj_stmt *st;
+	size_t n;
+};
+
+/* A read model and the handlers prepared on it. */
+struct pj_model {
+	sqlite3 *db;
+	struct pj_handler *h;
+	size_t nh;
+	sqlite3_stmt *begin, *commit, *checkpoint;
+};
+
+static void pj_file_free(struct pj_file *f)
+{
+	size_t i;
+
+	for (i = 0; i < f->n; i++)
+		free(f->sec[i].sql);
+	free(f->sec);
+	memset(f, 0, sizeof *f);
+}
+
+/* The kind of section a line of n bytes opens, its argument in arg;
+ * PJ_NONE for any other line.  The library's rule: "--", blanks, the
+ * word, then ':' or a blank or the end of the line. */
+static int pj_marker(const char *line, size_t n, char *arg, size_t argsize)
+{
+	static const struct {
+		const char *word;
+		int kind;
+	} words[] = {
+		{ "projection", PJ_NAME }, { "setup", PJ_SETUP },
+		{ "on", PJ_ON }, { "query", PJ_QUERY },
+	};
+	size_t i = 2, j, e, w, wl;
+
+	if (n < 2 || line[0] != '-' || line[1] != '-')
+		return PJ_NONE;
+	while (i < n && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	for (w = 0; w < COUNT_OF(words); w++) {
+		wl = strlen(words[w].word);
+		j = i + wl;
+		if (n - i < wl || memcmp(line + i, words[w].word, wl) != 0)
+			continue;
+		if (j < n && line[j] != ':' && line[j] != ' ' && line[j] != '\t')
+			continue;
+		if (j < n && line[j] == ':')
+			j++;
+		while (j < n && (line[j] == ' ' || line[j] == '\t'))
+			j++;
+		e = n;
+		while (e > j && (line[e - 1] == ' ' || line[e - 1] == '\t' ||
+				 line[e - 1] == '\r'))
+			e--;
+		snprintf(arg, argsize, "%.*s", (int)(e - j), line + j);
+		return words[w].kind;
+	}
+	return PJ_NONE;
+}
+
+/* Reads the projection file at path into its sections.  Lines before the
+ * first section can only be comments (the library refuses anything else
+ * when it loads the same file), so they are dropped. */
+static int pj_parse(struct pj_file *f, const char *path, char *err)
+{
+	char arg[256], *text = NULL, *at, *eol, *t;
+	struct pj_section *sec;
+	size_t len, have;
+	long size;
+	FILE *fp;
+	int kind;
+
+	memset(f, 0, sizeof *f);
+	fp = fopen(path, "rb");
+	if (!fp)
+		return sys_errf(err, "cannot open %s", path);
+	if (fseek(fp, 0, SEEK_END) != 0 || (size = ftell(fp)) < 0 ||
+	    fseek(fp, 0, SEEK_SET) != 0 || !(text = malloc((size_t)size + 1)) ||
+	    fread(text, 1, (size_t)size, fp) != (size_t)size) {
+		fclose(fp);
+		free(text);
+		return errf(err, "cannot read %s", path);
+	}
+	fclose(fp);
+	text[size] = '\0';
+	for (at = text; *at; at = eol ? eol + 1 : at + len) {
+		eol = strchr(at, '\n');
+		len = eol ? (size_t)(eol - at) : strlen(at);
+		kind = pj_marker(at, len, arg, sizeof arg);
+		if (kind == PJ_NAME) {
+			continue;
+		} else if (kind != PJ_NONE) {
+			sec = realloc(f->sec, (f->n + 1) * sizeof *sec);
+			if (!sec)
+				goto nomem;
+			f->sec = sec;
+			sec = &f->sec[f->n];
+			memset(sec, 0, sizeof *sec);
+			sec->kind = kind;
+			snprintf(sec->arg, sizeof sec->arg, "%s", arg);
+			if (!(sec->sql = calloc(1, 1)))
+				goto nomem;
+			f->n++;
+		} else if (f->n > 0) {
+			sec = &f->sec[f->n - 1];
+			have = strlen(sec->sql);
+			if (!(t = realloc(sec->sql, have + len + 2)))
+				goto nomem;
+			memcpy(t + have, at, len);
+			t[have + len] = '\n';
+			t[have + len + 1] = '\0';
+			sec->sql = t;
+		}
+	}
+	free(text);
+	return 0;
+nomem:
+	free(text);
+	pj_file_free(f);
+	return errf(err, "out of memory reading %s", path);
+}
+
+/* The SQL of query `name`, or NULL. */
+static const char *pj_query_sql(const struct pj_file *f, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < f->n; i++)
+		if (f->sec[i].kind == PJ_QUERY && strcmp(f->sec[i].arg, name) == 0)
+			return f->sec[i].sql;
+	return NULL;
+}
+
+static void pj_model_close(struct pj_model *m)
+{
+	size_t i, k;
+
+	for (i = 0; i < m->nh; i++) {
+		for (k = 0; k < m->h[i].n; k++)
+			sqlite3_finalize(m->h[i].st[k].st);
+		free(m->h[i].st);
+	}
+	free(m->h);
+	sqlite3_finalize(m->begin);
+	sqlite3_finalize(m->commit);
+	sqlite3_finalize(m->checkpoint);
+	sqlite3_close(m->db);
+	memset(m, 0, sizeof *m);
+}
+
+static struct pj_handler *pj_handler_for(struct pj_model *m, const char *type)
+{
+	struct pj_handler *h;
+	size_t i;
+
+	for (i = 0; i < m->nh; i++)
+		if (strcmp(m->h[i].type, type) == 0)
+			return &m->h[i];
+	h = realloc(m->h, (m->nh + 1) * sizeof *h);
+	if (!h)
+		return NULL;
+	m->h = h;
+	h = &m->h[m->nh++];
+	memset(h, 0, sizeof *h);
+	snprintf(h->type, sizeof h->type, "%s", type);
+	return h;
+}
+
+/* Prepares every statement of sql into handler h, each parameter mapped to
+ * its column.  Blanks, ';' and comments between statements are skipped
+ * first: a tail of comments alone prepares to no statement. */
+static int pj_prepare_all(struct pj_model *m, struct pj_handler *h,
+			  const char *sql, char *err)
+{
+	const char *at = sql, *tail, *name;
+	struct pj_stmt *ps;
+	sqlite3_stmt *st;
+	size_t k;
+	int i;
+
+	for (;;) {
+		while (*at) {
+			if (*at == ' ' || *at == '\t' || *at == '\r' ||
+			    *at == '\n' || *at == ';')
+				at++;
+			else if (at[0] == '-' && at[1] == '-')
+				at += strcspn(at, "\n");
+			else
+				break;
+		}
+		if (!*at)
+			return 0;
+		st = NULL;
+		if (sqlite3_prepare_v2(m->db, at, -1, &st, &tail) != SQLITE_OK)
+			return sql_errf(err, m->db, "cannot prepare a handler of %s",
+					h->type);
+		if (!st)
+			return 0;
+		ps = realloc(h->st, (h->n + 1) * sizeof *ps);
+		if (!ps) {
+			sqlite3_finalize(st);
+			return errf(err, "out of memory");
+		}
+		h->st = ps;
+		ps = &h->st[h->n++];
+		memset(ps, 0, sizeof *ps);
+		ps->st = st;
+		ps->np = sqlite3_bind_parameter_count(st);
+		if (ps->np > (int)COUNT_OF(ps->param))
+			return errf(err, "a handler of %s has %d parameters",
+				    h->type, ps->np);
+		for (i = 1; i <= ps->np; i++) {
+			name = sqlite3_bind_parameter_name(st, i);
+			for (k = 0; k < COUNT_OF(pj_params); k++)
+				if (name && strcmp(name, pj_params[k].name) == 0)
+					break;
+			if (k == COUNT_OF(pj_params))
+				return errf(err, "a handler of %s has the unknown "
+					    "parameter '%s'", h->type,
+					    name ? name : "?");
+			ps->param[i - 1] = &pj_params[k];
+		}
+		at = tail;
+	}
+}
+
+/*
+ * Opens (creating) the read model at path as the library opens its own
+ * (WAL, synchronous=NORMAL, a checkpoint table written with each commit),
+ * runs the setup sections and prepares the handlers.
+ */
+static int pj_model_open(struct pj_model *m, const struct pj_file *f,
+			 const char *path, char *err)
+{
+	char types[256], *save = NULL, *t;
+	struct pj_handler *h;
+	size_t i;
+
+	memset(m, 0, sizeof *m);
+	if (sql_open(&m->db, path, 1, err) != 0)
+		return -1;
+	if (sql_exec(m->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+		     "CREATE TABLE IF NOT EXISTS checkpoint (name TEXT PRIMARY "
+		     "KEY, position INTEGER NOT NULL)", err) != 0)
+		goto fail;
+	for (i = 0; i < f->n; i++)
+		if (f->sec[i].kind == PJ_SETUP &&
+		    sql_exec(m->db, f->sec[i].sql, err) != 0)
+			goto fail;
+	for (i = 0; i < f->n; i++) {
+		if (f->sec[i].kind != PJ_ON)
+			continue;
+		snprintf(types, sizeof types, "%s", f->sec[i].arg);
+		for (t = strtok_r(types, ", \t", &save); t;
+		     t = strtok_r(NULL, ", \t", &save)) {
+			if (!(h = pj_handler_for(m, t))) {
+				errf(err, "out of memory");
+				goto fail;
+			}
+			if (pj_prepare_all(m, h, f->sec[i].sql, err) != 0)
+				goto fail;
+		}
+	}
+	if (sql_prepare(m->db, "BEGIN IMMEDIATE", &m->begin, err) != 0 ||
+	    sql_prepare(m->db, "COMMIT", &m->commit, err) != 0 ||
+	    sql_prepare(m->db, "INSERT INTO checkpoint (name, position) "
+			"VALUES ('orders', ?1) ON CONFLICT (name) DO UPDATE SET "
+			"position = excluded.position", &m->checkpoint,
+			err) != 0)
+		goto fail;
+	return 0;
+fail:
+	pj_model_close(m);
+	return -1;
+}
+
+/* Commits the open transaction with the checkpoint at `position`. */
+static int pj_commit(struct pj_model *m, uint64_t position, char *err)
+{
+	sqlite3_bind_int64(m->checkpoint, 1, (sqlite3_int64)position);
+	if (sql_step_done(m->db, m->checkpoint, err) != 0)
+		return -1;
+	return sql_step_done(m->db, m->commit, err);
+}
+
+/*
+ * Applies the event in the current row of `row` (a step of s7_select): the
+ * statements of its type's handler, then those of "*", as the library
+ * runs them.  *applied is 1 when a handler ran (the events the library
+ * counts towards a batch).
+ */
+static int pj_apply(struct pj_model *m, sqlite3_stmt *row, int *applied,
+		    char *err)
+{
+	const char *type = (const char *)sqlite3_column_text(row, 4);
+	struct pj_handler *hs[2] = { NULL, NULL };
+	const struct pj_param *p;
+	struct pj_stmt *ps;
+	size_t i, k;
+	int w, j, rc;
+
+	*applied = 0;
+	for (i = 0; type && i < m->nh; i++) {
+		if (strcmp(m->h[i].type, type) == 0)
+			hs[0] = &m->h[i];
+		else if (strcmp(m->h[i].type, "*") == 0)
+			hs[1] = &m->h[i];
+	}
+	if (!hs[0] && !hs[1])
+		return 0;
+	for (w = 0; w < 2; w++) {
+		for (k = 0; hs[w] && k < hs[w]->n; k++) {
+			ps = &hs[w]->st[k];
+			for (j = 0; j < ps->np; j++) {
+				p = ps->param[j];
+				if (p->is_int)
+					sqlite3_bind_int64(ps->st, j + 1,
+						sqlite3_column_int64(row, p->column));
+				else
+					sqlite3_bind_text(ps->st, j + 1,
+						(const char *)sqlite3_column_text(
+							row, p->column),
+						sqlite3_column_bytes(row, p->column),
+						SQLITE_STATIC);
+			}
+			while ((rc = sqlite3_step(ps->st)) == SQLITE_ROW)
+				;
+			sqlite3_reset(ps->st);
+			if (rc != SQLITE_DONE)
+				return sql_errf(err, m->db, "handler of %s at "
+						"position %lld failed", type,
+						(long long)sqlite3_column_int64(
+							row, 0));
+		}
+	}
+	*applied = 1;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Scenario 7: the orders log                                          */
+
+enum { O_PLACED, O_ADDED, O_REMOVED, O_PAID, O_SHIPPED, O_CANCELLED };
+
+static const char *const order_types[] = {
+	"OrderPlaced", "ItemAdded", "ItemRemoved", "OrderPaid",
+	"OrderShipped", "OrderCancelled",
+};
+
+static const char *const cancel_reasons[] = {
+	"customer request", "out of stock", "payment failed",
+};
+
+/* How an order of the log ends (its last one or two events). */
+enum { END_OPEN, END_SHIPPED, END_PAID_CANCELLED, END_CANCELLED };
+
+/* What the generator knows of one order: its lines by product. */
+struct s7_order {
+	uint32_t qty[COUNT_OF(products)];  /* 0: no line */
+	uint32_t lines;
+	uint32_t customer;
+	int64_t clock;
+	uint8_t place, end;
+	char corr[37];
+};
+
+/* The orders, total and item count of a read model. */
+struct s7_sums {
+	uint64_t orders;
+	int64_t total, items;
+};
+
+/* Scenario 7's state, in b->s7 while it runs. */
+struct s7 {
+	char dir[PATH_SIZE];
+	char store_dir[PATH_SIZE];
+	char events_db[PATH_SIZE]; /* the SQLite events table */
+	char model_db[PATH_SIZE];  /* the baseline's read model */
+	char live_db[PATH_SIZE];   /* the store's read model of orders */
+	char proj_path[PATH_SIZE];
+	struct pj_file pf;
+	struct arena log;          /* the orders log */
+	struct arena lag;          /* the lag writers' events */
+	struct s7_sums want, want_lag;
+	evs_store *store;          /* open on store_dir until the lag runs */
+	sqlite3 *events;           /* open on events_db as long */
+	const char *name;          /* of the loaded projection, while open */
+};
+
+/* The events table of the baseline: issue 3's columns and the two more a
+ * handler can bind. */
+static const char s7_table[] =
+	"CREATE TABLE events(position INTEGER PRIMARY KEY, stream TEXT, "
+	"version INTEGER, id TEXT, type TEXT, schema_version INTEGER, "
+	"timestamp INTEGER, data TEXT, metadata TEXT, UNIQUE(stream, version))";
+
+/* Its columns in pj_params' order. */
+static const char s7_select[] =
+	"SELECT position, stream, version, id, type, schema_version, "
+	"timestamp, data, metadata FROM events ORDER BY position";
+
+/* OrderPlaced is at version 2 (with its currency), as the order decider
+ * writes it; the rest at 1. */
+static uint32_t s7_schema_version(int type)
+{
+	return type == O_PLACED ? 2 : 1;
+}
+
+static int64_t now_us_real(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Appends an event to the arena (its text as arena_build lays it out). */
+static int arena_add(struct arena *a, uint64_t cap_events, int type,
+		     const uint8_t id[16], const char *meta, int meta_len,
+		     const char *data, int data_len, char *err)
+{
+	size_t need = 37 + (size_t)meta_len + 1 + (size_t)data_len + 1;
+	struct bev *e;
+	char *p, *t;
+
+	if (!a->ev) {
+		a->ev = malloc((size_t)cap_events * sizeof *a->ev);
+		a->cap = (size_t)cap_events * 200 + 4096;
+		a->text = malloc(a->cap);
+		if (!a->ev || !a->text) {
+			arena_free(a);
+			return errf(err, "out of memory for %" PRIu64 " events",
+				    cap_events);
+		}
+	}
+	if (a->n >= cap_events)
+		return errf(err, "more than %" PRIu64 " events", cap_events);
+	if (a->len + need > a->cap) {
+		if (!(t = realloc(a->text, a->cap * 2)))
+			return errf(err, "out of memory for %" PRIu64 " events",
+				    cap_events);
+		a->text = t;
+		a->cap *= 2;
+	}
+	e = &a->ev[a->n++];
+	e->off = a->len;
+	e->data_len = (uint32_t)data_len;
+	e->meta_len = (uint16_t)meta_len;
+	e->type = (uint8_t)type;
+	memcpy(e->id, id, 16);
+	p = a->text + a->len;
+	evs_uuid_format(p, id);
+	memcpy(p + 37, meta, (size_t)meta_len + 1);
+	memcpy(p + 37 + meta_len + 1, data, (size_t)data_len + 1);
+	a->len += need;
+	return 0;
+}
+
+static void s7_fill(const struct arena *a, uint64_t i, evs_new_event *out)
+{
+	out->type = order_types[a->ev[i].type];
+	out->data = ev_data(a, i);
+	out->metadata = ev_meta(a, i);
+	out->id = a->ev[i].id;
+	out->schema_version = s7_schema_version(a->ev[i].type);
+}
+
+/*
+ * The orders log: the events of the workload's layout (append k is 100
+ * events of stream order-(k % S + 1), so S ~ 10,000 orders of ~100 events
+ * at the defaults), in the shapes of schema/events and tools/orders.c:
+ * OrderPlaced v2 {order_id, customer_id, currency, placed_at}; ItemAdded
+ * {sku, qty, price}; ItemRemoved {sku, qty} of a line the order holds,
+ * with the line's quantity; OrderPaid {amount (the total), currency,
+ * paid_at}; OrderShipped {shipped_at}; OrderCancelled {reason,
+ * cancelled_at}.  In the decider's order: items only before payment, a
+ * payment only with a line (a removal never takes the last one), shipping
+ * only after payment, nothing after shipping or cancelling; so applying
+ * projections/orders.sql never fails.  The read model's expected sums go
+ * to s->want.
+ */
+static int s7_build_log(struct bench *b)
+{
+	const struct workload *w = &b->w;
+	struct s7 *s = b->s7;
+	struct s7_order *orders, *o;
+	uint64_t i, k, os, v, q, rng, srng;
+	uint32_t pr, qty, roll, pick, reason, n, line;
+	int64_t total;
+	uint8_t id[16], corr[16];
+	char data[256], meta[96], ts[32];
+	int type, dl, ml, rc = 0;
+
+	orders = calloc((size_t)w->used, sizeof *orders);
+	if (!orders)
+		return errf(b->err, "out of memory");
+	memset(&s->want, 0, sizeof s->want);
+	for (i = 0; i < w->nevents && rc == 0; i++) {
+		k = i / BATCH;
+		os = wl_stream_of_append(w, k);
+		v = wl_expected(w, k) + i % BATCH + 1;
+		q = wl_quota(w, os);
+		o = &orders[os];
+		if (v == 1) {
+			srng = rng_for(w->seed, 9, os);
+			o->customer = 1 + rng_below(&srng,
+					(uint32_t)(w->nstreams / 3 + 1));
+			o->place = (uint8_t)rng_below(&srng, COUNT_OF(places));
+			o->clock = INT64_C(1767225600) +
+				   rng_below(&srng, 360 * 86400);
+			roll = rng_below(&srng, 100);
+			gen_uuid4(&srng, corr);
+			evs_uuid_format(o->corr, corr);
+			o->end = roll < 70 ? END_SHIPPED :
+				 roll < 78 ? END_PAID_CANCELLED :
+				 roll < 88 ? END_CANCELLED : END_OPEN;
+			/* Paying needs a line first: Placed, Added, Paid, and
+			 * the last event. */
+			if (o->end != END_CANCELLED && q < 4)
+				o->end = END_OPEN;
+			if (q < 2)
+				o->end = END_OPEN;
+		}
+		/* Every draw here, in a fixed order (as in gen_event). */
+		rng = rng_for(w->seed, 8, i);
+		pr = rng_below(&rng, COUNT_OF(products));
+		qty = 1 + rng_below(&rng, 4);
+		roll = rng_below(&rng, 100);
+		pick = rng_below(&rng, COUNT_OF(products));
+		reason = rng_below(&rng, COUNT_OF(cancel_reasons));
+		o->clock += 20 + rng_below(&rng, 600);
+		fmt_time(ts, o->clock);
+
+		if (v == 1)
+			type = O_PLACED;
+		else if (v == q && o->end == END_SHIPPED)
+			type = O_SHIPPED;
+		else if (v == q && (o->end == END_CANCELLED ||
+				    o->end == END_PAID_CANCELLED))
+			type = O_CANCELLED;
+		else if (v == q - 1 && (o->end == END_SHIPPED ||
+					o->end == END_PAID_CANCELLED))
+			type = O_PAID;
+		else if (o->lines >= 2 && roll < 20)
+			type = O_REMOVED;
+		else
+			type = O_ADDED;
+
+		switch (type) {
+		case O_PLACED:
+			dl = snprintf(data, sizeof data, "{\"order_id\":\"%"
+				      PRIu64 "\",\"customer_id\":\"customer-%u\","
+				      "\"currency\":\"%s\",\"placed_at\":\"%s\"}",
+				      os + 1, o->customer,
+				      places[o->place].currency, ts);
+			break;
+		case O_ADDED:
+			if (o->qty[pr] == 0)
+				o->lines++;
+			o->qty[pr] += qty;
+			dl = snprintf(data, sizeof data, "{\"sku\":\"%s\","
+				      "\"qty\":%u,\"price\":%u}",
+				      products[pr].sku, qty, products[pr].price);
+			break;
+		case O_REMOVED:
+			/* The (pick % lines)-th line the order holds. */
+			pick %= o->lines;
+			for (line = 0;; line++)
+				if (o->qty[line] > 0 && pick-- == 0)
+					break;
+			dl = snprintf(data, sizeof data, "{\"sku\":\"%s\","
+				      "\"qty\":%u}", products[line].sku,
+				      o->qty[line]);
+			o->qty[line] = 0;
+			o->lines--;
+			break;
+		case O_PAID:
+			for (total = 0, n = 0; n < COUNT_OF(products); n++)
+				total += (int64_t)o->qty[n] * products[n].price;
+			dl = snprintf(data, sizeof data, "{\"amount\":%" PRId64
+				      ",\"currency\":\"%s\",\"paid_at\":\"%s\"}",
+				      total, places[o->place].currency, ts);
+			break;
+		case O_SHIPPED:
+			dl = snprintf(data, sizeof data,
+				      "{\"shipped_at\":\"%s\"}", ts);
+			break;
+		default:
+			dl = snprintf(data, sizeof data, "{\"reason\":\"%s\","
+				      "\"cancelled_at\":\"%s\"}",
+				      cancel_reasons[reason], ts);
+			break;
+		}
+		ml = snprintf(meta, sizeof meta, "{\"correlation_id\":\"%s\"}",
+			      o->corr);
+		gen_id(w, i, id);
+		rc = arena_add(&s->log, w->nevents, type, id, meta, ml, data, dl,
+			       b->err);
+	}
+	for (os = 0; os < w->used; os++) {
+		s->want.orders++;
+		for (n = 0; n < COUNT_OF(products); n++) {
+			s->want.total += (int64_t)orders[os].qty[n] *
+					 products[n].price;
+			s->want.items += orders[os].qty[n];
+		}
+	}
+	free(orders);
+	return rc;
+}
+
+/* Appends the orders log as scenario 1 appends its workload. */
+static int s7_append(struct bench *b, evs_store *st)
+{
+	return append_events(b, st, &b->s7->log, s7_fill, b->err);
+}
+
+/* The same rows into the baseline's events table: 100 a transaction,
+ * synchronous=OFF (a load, as the store's is). */
+static int s7_load_sqlite(struct bench *b)
+{
+	const struct workload *w = &b->w;
+	struct s7 *s = b->s7;
+	const struct arena *a = &s->log;
+	sqlite3_stmt *ins = NULL, *begin = NULL, *commit = NULL;
+	uint64_t k, i, first, last, st, v;
+	int64_t now;
+	int rc = -1;
+
+	if (sql_create_table(&s->events, s->events_db, s7_table, b->err) != 0)
+		return -1;
+	if (sql_exec(s->events, "PRAGMA synchronous=OFF", b->err) != 0 ||
+	    sql_prepare(s->events, "INSERT INTO events (stream, version, id, "
+			"type, schema_version, timestamp, data, metadata) "
+			"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", &ins,
+			b->err) != 0 ||
+	    sql_prepare(s->events, "BEGIN", &begin, b->err) != 0 ||
+	    sql_prepare(s->events, "COMMIT", &commit, b->err) != 0)
+		goto out;
+	for (k = 0; k < w->nappends; k++) {
+		st = wl_stream_of_append(w, k);
+		v = wl_expected(w, k);
+		first = k * BATCH;
+		last = first + BATCH < w->nevents ? first + BATCH : w->nevents;
+		now = now_us_real();
+		if (sql_step_done(s->events, begin, b->err) != 0)
+			goto out;
+		for (i = first; i < last; i++) {
+			sqlite3_bind_text(ins, 1, b->names[st], -1,
+					  SQLITE_STATIC);
+			sqlite3_bind_int64(ins, 2, (sqlite3_int64)++v);
+			sqlite3_bind_text(ins, 3, ev_idtext(a, i), 36,
+					  SQLITE_STATIC);
+			sqlite3_bind_text(ins, 4, order_types[a->ev[i].type], -1,
+					  SQLITE_STATIC);
+			sqlite3_bind_int64(ins, 5,
+					   s7_schema_version(a->ev[i].type));
+			sqlite3_bind_int64(ins, 6, now);
+			sqlite3_bind_text(ins, 7, ev_data(a, i),
+					  (int)a->ev[i].data_len, SQLITE_STATIC);
+			sqlite3_bind_text(ins, 8, ev_meta(a, i),
+					  (int)a->ev[i].meta_len, SQLITE_STATIC);
+			if (sql_step_done(s->events, ins, b->err) != 0)
+				goto out;
+		}
+		if (sql_step_done(s->events, commit, b->err) != 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	sqlite3_finalize(ins);
+	sqlite3_finalize(begin);
+	sqlite3_finalize(commit);
+	return rc;
+}
+
+/* The sums of the orders table of the read model at path. */
+static int s7_sums_get(struct s7_sums *out, const char *path, char *err)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+
+	if (sql_open(&db, path, 0, err) != 0)
+		return -1;
+	if (sql_prepare(db, "SELECT count(*), sum(total), sum(item_count) "
+			"FROM orders", &st, err) == 0) {
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			out->orders = (uint64_t)sqlite3_column_int64(st, 0);
+			out->total = sqlite3_column_int64(st, 1);
+			out->items = sqlite3_column_int64(st, 2);
+			rc = 0;
+		} else {
+			sql_errf(err, db, "cannot sum the orders of %s", path);
+		}
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rc;
+}
+
+/* Fails unless the read model at path holds what the generator made. */
+static int s7_check(const char *what, const char *path,
+		    const struct s7_sums *want, char *err)
+{
+	struct s7_sums got;
+
+	if (s7_sums_get(&got, path, err) != 0)
+		return -1;
+	if (got.orders != want->orders || got.total != want->total ||
+	    got.items != want->items)
+		return errf(err, "%s read model %s: %" PRIu64 " orders, total %"
+			    PRId64 ", %" PRId64 " items; expected %" PRIu64
+			    ", %" PRId64 ", %" PRId64, what, path, got.orders,
+			    got.total, got.items, want->orders, want->total,
+			    want->items);
+	return 0;
+}
+
+/* Removes an SQLite database and its WAL files. */
+static int remove_db(const char *path)
+{
+	char side[PATH_SIZE + 8];
+	const char *ext[] = { "", "-wal", "-shm" };
+	size_t i;
+
+	for (i = 0; i < COUNT_OF(ext); i++) {
+		snprintf(side, sizeof side, "%s%s", path, ext[i]);
+		if (unlink(side) != 0 && errno != ENOENT)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * Scenario 7's log, in a store and an SQLite table (outside any timed
+ * region): the store with durability none, 100 events an append.
+ */
+static int s7_setup(struct bench *b)
+{
+	struct s7 *s = b->s7;
+	evs_stats stats;
+	double t0;
+	int rc;
+
+	if (fresh_dir(b, s->dir, "s7") != 0 ||
+	    path_join(s->store_dir, s->dir, "store", b->err) != 0 ||
+	    path_join(s->events_db, s->dir, "events.db", b->err) != 0 ||
+	    path_join(s->model_db, s->dir, "orders-sqlite.db", b->err) != 0 ||
+	    path_join(s->live_db, s->store_dir, "readmodels/orders.db",
+		      b->err) != 0 ||
+	    path_join(s->proj_path, EVS_DEMO_PROJECTIONS, "orders.sql",
+		      b->err) != 0)
+		return -1;
+	if (pj_parse(&s->pf, s->proj_path, b->err) != 0)
+		return -1;
+	if (!pj_query_sql(&s->pf, "by_id"))
+		return errf(b->err, "%s has no query by_id", s->proj_path);
+
+	t0 = now_s();
+	if (s7_build_log(b) != 0)
+		return -1;
+	say("7 generated %" PRIu64 " order events (%" PRIu64 " orders, %.1f "
+	    "MiB of text) in %.1f s", s->log.n, s->want.orders,
+	    (double)s->log.len / 1048576.0, now_s() - t0);
+	t0 = now_s();
+	if (store_open(&s->store, s->store_dir, 1, EVS_DURABILITY_NONE,
+		       b->err) != 0 ||
+	    s7_append(b, s->store) != 0)
+		return -1;
+	memset(&stats, 0, sizeof stats);
+	rc = evs_stats_get(&stats, s->store);
+	if (rc != 0)
+		return lib_errf(b->err, rc, "cannot get the statistics of %s",
+				s->store_dir);
+	if (stats.head_position != b->w.nevents)
+		return errf(b->err, "store %s holds %" PRIu64 " events, not %"
+			    PRIu64, s->store_dir, stats.head_position,
+			    b->w.nevents);
+	if (s7_load_sqlite(b) != 0)
+		return -1;
+	say("7 loaded the orders log into evstore and SQLite in %.1f s",
+	    now_s() - t0);
+	return 0;
+}
+
+/*
+ * The baseline's rebuild: from opening a new read model to closing it (the
+ * library's rebuild also opens, loads, commits and closes within the call),
+ * the events read in position order and applied, REBUILD_BATCH a
+ * transaction with the checkpoint.
+ */
+static int s7_rebuild_sqlite(struct bench *b, double *secs)
+{
+	struct s7 *s = b->s7;
+	struct pj_model m;
+	sqlite3_stmt *rows = NULL;
+	uint64_t pending = 0, last = 0;
+	int rc = -1, src, applied;
+	double t0;
+
+	memset(&m, 0, sizeof m);
+	if (remove_db(s->model_db) != 0)
+		return sys_errf(b->err, "cannot remove %s", s->model_db);
+	if (sql_prepare(s->events, s7_select, &rows, b->err) != 0)
+		return -1;
+	t0 = now_s();
+	if (pj_model_open(&m, &s->pf, s->model_db, b->err) != 0 ||
+	    sql_step_done(m.db, m.begin, b->err) != 0)
+		goto out;
+	while ((src = sqlite3_step(rows)) == SQLITE_ROW) {
+		if (pj_apply(&m, rows, &applied, b->err) != 0)
+			goto out;
+		last = (uint64_t)sqlite3_column_int64(rows, 0);
+		if (applied && ++pending == REBUILD_BATCH) {
+			if (pj_commit(&m, last, b->err) != 0 ||
+			    sql_step_done(m.db, m.begin, b->err) != 0)
+				goto out;
+			pending = 0;
+		}
+	}
+	if (src != SQLITE_DONE) {
+		sql_errf(b->err, s->events, "\"%s\" failed", s7_select);
+		goto out;
+	}
+	if (pj_commit(&m, last, b->err) != 0)
+		goto out;
+	pj_model_close(&m);
+	*secs = now_s() - t0;
+	rc = 0;
+out:
+	pj_model_close(&m);
+	sqlite3_finalize(rows);
+	return rc;
+}
+
+/* Scenario 7, rebuild: evs_projection_rebuild over the whole log against
+ * the baseline's, then both read models against the generator's sums. */
+static int s7_rebuild(struct bench *b)
+{
+	struct row *r = &b->rows[R_REBUILD];
+	struct s7 *s = b->s7;
+	double n = (double)b->w.nevents, t_ev, t_sql = 0, t0;
+	uint64_t rep, pos;
+	int rc;
+
+	for (rep = 1; rep <= b->reps; rep++) {
+		t0 = now_s();
+		rc = evs_projection_rebuild(s->store, s->proj_path, NULL, NULL,
+					    &pos);
+		t_ev = now_s() - t0;
+		if (rc != 0)
+			return lib_errf(b->err, rc, "cannot rebuild %s",
+					s->proj_path);
+		if (pos != b->w.nevents)
+			return errf(b->err, "the rebuilt read model is at %"
+				    PRIu64 ", not %" PRIu64, pos, b->w.nevents);
+		if (s7_rebuild_sqlite(b, &t_sql) != 0)
+			return -1;
+		if (s7_check("evstore's", s->live_db, &s->want, b->err) != 0 ||
+		    s7_check("SQLite's", s->model_db, &s->want, b->err) != 0)
+			return -1;
+		series_add(&r->ev, n / t_ev);
+		series_add(&r->base[0], n / t_sql);
+		say("7 rebuild orders, rep %" PRIu64 "/%" PRIu64 ": evstore "
+		    "%.0f, SQLite %.0f events/s", rep, b->reps, n / t_ev,
+		    n / t_sql);
+	}
+	snprintf(r->note, sizeof r->note, "%" PRIu64 " events, %" PRIu64
+		 " orders; both read models checked", b->w.nevents,
+		 s->want.orders);
+	return 0;
+}
+
+/* A row of an SQLite query as a new JSON object, as evs_query makes it. */
+static json_t *s7_row_json(sqlite3_stmt *st)
+{
+	json_t *row = json_object(), *v;
+	int i, n = sqlite3_column_count(st);
+
+	for (i = 0; row && i < n; i++) {
+		switch (sqlite3_column_type(st, i)) {
+		case SQLITE_INTEGER:
+			v = json_integer(sqlite3_column_int64(st, i));
+			break;
+		case SQLITE_FLOAT:
+			v = json_real(sqlite3_column_double(st, i));
+			break;
+		case SQLITE_TEXT:
+			v = json_stringn((const char *)sqlite3_column_text(st, i),
+					 (size_t)sqlite3_column_bytes(st, i));
+			break;
+		default:
+			v = json_null();
+			break;
+		}
+		json_object_set_new(row, sqlite3_column_name(st, i), v);
+	}
+	return row;
+}
+
+/*
+ * Scenario 7, queries: QUERIES random by_id queries on the rebuilt read
+ * model (loaded, not running) against the same SELECT, prepared once, on
+ * the baseline's; the same orders in the same order.  Both sides make a
+ * JSON array of row objects; building the parameters and freeing the rows
+ * are outside the timed region.
+ */
+static int s7_query(struct bench *b)
+{
+	struct row *p50 = &b->rows[R_QUERY_P50], *p99 = &b->rows[R_QUERY_P99];
+	struct s7 *s = b->s7;
+	uint64_t rng = rng_for(b->seed, 11, 0), rep, j, pos;
+	uint32_t *pick = NULL;
+	double *lat = NULL, t0;
+	json_t *params, *rows;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int rc = -1, err, idx, src;
+
+	err = evs_projection_load(s->store, s->proj_path, NULL, &s->name);
+	if (err != 0)
+		return lib_errf(b->err, err, "cannot load %s", s->proj_path);
+	pick = malloc(QUERIES * sizeof *pick);
+	lat = malloc(QUERIES * sizeof *lat);
+	if (!pick || !lat) {
+		errf(b->err, "out of memory");
+		goto out;
+	}
+	for (j = 0; j < QUERIES; j++)
+		pick[j] = rng_below(&rng, (uint32_t)b->w.used);
+	if (sql_open(&db, s->model_db, 0, b->err) != 0 ||
+	    sql_prepare(db, pj_query_sql(&s->pf, "by_id"), &st, b->err) != 0)
+		goto out;
+	if ((idx = sqlite3_bind_parameter_index(st, ":id")) == 0) {
+		errf(b->err, "the query by_id of %s has no :id", s->proj_path);
+		goto out;
+	}
+
+	for (rep = 1; rep <= b->reps; rep++) {
+		for (j = 0; j < QUERIES; j++) {
+			params = json_pack("{s:s}", "id", b->names[pick[j]]);
+			rows = NULL;
+			t0 = now_s();
+			err = evs_query(s->store, s->name, "by_id", params, NULL,
+					&rows, &pos);
+			lat[j] = (now_s() - t0) * 1e6;
+			json_decref(params);
+			if (err != 0) {
+				lib_errf(b->err, err, "cannot query %s",
+					 b->names[pick[j]]);
+				goto out;
+			}
+			err = json_array_size(rows) != 1;
+			json_decref(rows);
+			if (err) {
+				errf(b->err, "by_id %s: not one row",
+				     b->names[pick[j]]);
+				goto out;
+			}
+		}
+		series_add(&p50->ev, percentile(lat, QUERIES, 50));
+		series_add(&p99->ev, percentile(lat, QUERIES, 99));
+
+		for (j = 0; j < QUERIES; j++) {
+			t0 = now_s();
+			rows = json_array();
+			sqlite3_bind_text(st, idx, b->names[pick[j]], -1,
+					  SQLITE_STATIC);
+			while ((src = sqlite3_step(st)) == SQLITE_ROW)
+				json_array_append_new(rows, s7_row_json(st));
+			sqlite3_reset(st);
+			lat[j] = (now_s() - t0) * 1e6;
+			err = json_array_size(rows) != 1;
+			json_decref(rows);
+			if (src != SQLITE_DONE) {
+				sql_errf(b->err, db, "by_id %s failed",
+					 b->names[pick[j]]);
+				goto out;
+			}
+			if (err) {
+				errf(b->err, "SQLite: by_id %s: not one row",
+				     b->names[pick[j]]);
+				goto out;
+			}
+		}
+		base_latencies(p50, p99, lat, QUERIES, "7 by_id queries", rep, b->reps);
+	}
+	snprintf(p50->note, sizeof p50->note, "%u point queries over %" PRIu64
+		 " orders", QUERIES, s->want.orders);
+	snprintf(p99->note, sizeof p99->note, "%s", p50->note);
+	rc = 0;
+out:
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	free(pick);
+	free(lat);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Scenario 7: projection lag                                          */
+
+/*
+ * The lag writers' events, as many as scenario 2's: event j is thread
+ * j % 16's (j / 16)-th, in its orders lag-<t>-<k> of LAG_ORDER events each,
+ * an OrderPlaced then ItemAdded.  The read model's expected sums go to
+ * s->want_lag.
+ */
+static int s7_build_lag(struct bench *b, uint64_t count)
+{
+	struct s7 *s = b->s7;
+	uint64_t j, e, rng;
+	uint32_t pr, qty, customer, place;
+	uint8_t id[16];
+	char data[256], ts[32];
+	int t, dl, type;
+
+	memset(&s->want_lag, 0, sizeof s->want_lag);
+	for (j = 0; j < count; j++) {
+		t = (int)(j % THREADS);
+		e = j / THREADS;
+		rng = rng_for(b->seed, 10, j);
+		pr = rng_below(&rng, COUNT_OF(products));
+		qty = 1 + rng_below(&rng, 4);
+		customer = 1 + rng_below(&rng, 1000);
+		place = rng_below(&rng, COUNT_OF(places));
+		fmt_time(ts, INT64_C(1767225600) + (int64_t)j);
+		if (e % LAG_ORDER == 0) {
+			type = O_PLACED;
+			dl = snprintf(data, sizeof data, "{\"order_id\":\"lag-%d-%"
+				      PRIu64 "\",\"customer_id\":\"customer-%u\","
+				      "\"currency\":\"%s\",\"placed_at\":\"%s\"}",
+				      t, e / LAG_ORDER, customer,
+				      places[place].currency, ts);
+			s->want_lag.orders++;
+		} else {
+			type = O_ADDED;
+			dl = snprintf(data, sizeof data, "{\"sku\":\"%s\","
+				      "\"qty\":%u,\"price\":%u}",
+				      products[pr].sku, qty, products[pr].price);
+			s->want_lag.items += qty;
+			s->want_lag.total += (int64_t)qty * products[pr].price;
+		}
+		gen_id(&b->w, j, id);
+		if (arena_add(&s->lag, count, type, id, "", 0, data, dl,
+			      b->err) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* A writer of the lag run (s2_run's thread): its own orders, each event
+ * one durable append at its exact expected version. */
+static void *s7_lag_main(void *arg)
+{
+	struct s2_worker *wk = arg;
+	struct bench *b = wk->b;
+	evs_new_event ev;
+	char stream[48];
+	uint64_t j, e;
+	int rc;
+
+	pthread_barrier_wait(wk->start);
+	for (j = (uint64_t)wk->t; j < wk->count && s2_go_on(wk);
+	     j += THREADS) {
+		e = j / THREADS;
+		snprintf(stream, sizeof stream, "lag-%d-%" PRIu64, wk->t,
+			 e / LAG_ORDER);
+		s7_fill(&b->s7->lag, j, &ev);
+		rc = evs_append(wk->store, stream, (int64_t)(e % LAG_ORDER),
+				&ev, 1, NULL);
+		if (rc != 0) {
+			lib_errf(wk->err, rc, "thread %d: cannot append to %s",
+				 wk->t, stream);
+			s2_failed(wk, rc);
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* The lag sampler: the projection's status every millisecond. */
+struct s7_sampler {
+	evs_store *store;
+	const char *name;
+	atomic_int stop;
+	double *lag;
+	size_t n, cap;
+	int code;
+	char err[ERR_SIZE];
+};
+
+static void *s7_sampler_main(void *arg)
+{
+	struct s7_sampler *sm = arg;
+	struct timespec ms = { 0, 1000000 };
+	evs_projection_status st;
+	double *t;
+	int rc;
+
+	while (!atomic_load(&sm->stop)) {
+		rc = evs_projection_status_get(&st, sm->store, sm->name);
+		if (rc != 0) {
+			lib_errf(sm->err, rc, "cannot get the status of %s",
+				 sm->name);
+			sm->code = rc;
+			break;
+		}
+		if (st.failed) {
+			errf(sm->err, "projection %s stopped: %s", sm->name,
+			     evs_strerror(st.failed));
+			sm->code = st.failed;
+			break;
+		}
+		/* From the first acknowledged append on: before it, the lag
+		 * is 0 because nothing was written, not because the worker
+		 * kept up. */
+		if (st.head > 0) {
+			if (sm->n == sm->cap) {
+				sm->cap = sm->cap ? sm->cap * 2 : 8192;
+				t = realloc(sm->lag, sm->cap * sizeof *t);
+				if (!t) {
+					errf(sm->err, "out of memory");
+					sm->code = EVS_ENOMEM;
+					break;
+				}
+				sm->lag = t;
+			}
+			sm->lag[sm->n++] = (double)st.lag;
+		}
+		nanosleep(&ms, NULL);
+	}
+	return NULL;
+}
+
+/* Waits (up to a minute) until the projection has applied `head`;
+ * *secs is how long that took. */
+static int s7_catch_up(struct bench *b, evs_store *st, const char *name,
+		       uint64_t head, double *secs)
+{
+	struct timespec ms = { 0, 1000000 };
+	evs_projection_status ps;
+	double t0 = now_s();
+	int rc;
+
+	for (;;) {
+		rc = evs_projection_status_get(&ps, st, name);
+		if (rc != 0)
+			return lib_errf(b->err, rc, "cannot get the status of %s",
+					name);
+		if (ps.failed) {
+			rc = evs_projections_stop(st);
+			return lib_errf(b->err, rc ? rc : ps.failed,
+					"projection %s stopped", name);
+		}
+		if (ps.checkpoint >= head && ps.lag == 0)
+			break;
+		if (now_s() - t0 > 60)
+			return errf(b->err, "projection %s still %" PRIu64
+				    " events behind after 60 s", name, ps.lag);
+		nanosleep(&ms, NULL);
+	}
+	*secs = now_s() - t0;
+	return 0;
+}
+
+/* One lag run in a new store at dir: *p99 and *max of the samples (in
+ * events), *rate the writers' events/s, *catch_up_ms after them. */
+static int s7_lag_once(struct bench *b, const char *dir, double *p99,
+		       double *max, double *rate, double *catch_up_ms,
+		       size_t *samples)
+{
+	struct s7 *s = b->s7;
+	struct s7_sampler sm;
+	char store_dir[PATH_SIZE], model[PATH_SIZE];
+	uint64_t count = s2_count(b);
+	const char *name = NULL;
+	pthread_t th;
+	evs_store *st;
+	double secs = 0, up = 0;
+	size_t i;
+	int rc, started = 0;
+
+	if (path_join(store_dir, dir, "store", b->err) != 0 ||
+	    path_join(model, store_dir, "readmodels/orders.db", b->err) != 0 ||
+	    store_open(&st, store_dir, 1, EVS_DURABILITY_SYNC, b->err) != 0)
+		return -1;
+	memset(&sm, 0, sizeof sm);
+	rc = evs_projection_load(st, s->proj_path, NULL, &name);
+	if (rc != 0) {
+		lib_errf(b->err, rc, "cannot load %s", s->proj_path);
+		goto out;
+	}
+	rc = evs_projections_start(st);
+	if (rc != 0) {
+		lib_errf(b->err, rc, "cannot start %s", name);
+		goto out;
+	}
+	sm.store = st;
+	sm.name = name;
+	atomic_init(&sm.stop, 0);
+	if (pthread_create(&th, NULL, s7_sampler_main, &sm) != 0) {
+		rc = errf(b->err, "cannot start the sampler thread");
+		goto out;
+	}
+	started = 1;
+	rc = s2_run(b, s7_lag_main, st, NULL, &secs);
+	atomic_store(&sm.stop, 1);
+	pthread_join(th, NULL);
+	started = 0;
+	if (rc != 0)
+		goto out;
+	if (sm.code != 0) {
+		rc = errf(b->err, "%s", sm.err);
+		goto out;
+	}
+	if ((rc = s7_catch_up(b, st, name, count, &up)) != 0)
+		goto out;
+	rc = evs_projections_stop(st);
+	if (rc != 0) {
+		lib_errf(b->err, rc, "projection %s failed", name);
+		goto out;
+	}
+	if ((rc = s7_check("the lag run's", model, &s->want_lag,
+			   b->err)) != 0)
+		goto out;
+	*samples = sm.n;
+	*max = 0;
+	for (i = 0; i < sm.n; i++)
+		*max = sm.lag[i] > *max ? sm.lag[i] : *max;
+	*p99 = percentile(sm.lag, sm.n, 99);
+	*rate = (double)count / secs;
+	*catch_up_ms = up * 1e3;
+out:
+	if (started) {
+		atomic_store(&sm.stop, 1);
+		pthread_join(th, NULL);
+	}
+	free(sm.lag);
+	evs_close(st);
+	return rc == 0 ? 0 : -1;
+}
+
+/*
+ * Scenario 7, lag: the orders projection running in a new store while 16
+ * threads append single events durably (as in scenario 2), its lag sampled
+ * every millisecond; then it must catch up and hold exactly what was
+ * written.  No SQLite counterpart: a plain table has no projection to lag.
+ */
+static int s7_lag(struct bench *b)
+{
+	struct row *r = &b->rows[R_LAG];
+	struct s7 *s = b->s7;
+	char dir[PATH_SIZE], name[32];
+	uint64_t count = s2_count(b), rep;
+	double p99 = 0, max = 0, rate = 0, up = 0;
+	double maxes[MAX_REPS], rates[MAX_REPS];
+	size_t samples = 0;
+	json_t *runs;
+	int at;
+
+	if (!s->proj_path[0] &&
+	    path_join(s->proj_path, EVS_DEMO_PROJECTIONS, "orders.sql",
+		      b->err) != 0)
+		return -1;
+	if (s->lag.n == 0 && s7_build_lag(b, count) != 0)
+		return -1;
+	if (!(runs = json_array()))
+		return errf(b->err, "out of memory");
+	for (rep = 1; rep <= b->reps; rep++) {
+		snprintf(name, sizeof name, "s7-lag-rep%" PRIu64, rep);
+		if (fresh_dir(b, dir, name) != 0 ||
+		    s7_lag_once(b, dir, &p99, &max, &rate, &up,
+				&samples) != 0) {
+			json_decref(runs);
+			return -1;
+		}
+		drop_dir(b, dir);
+		maxes[r->ev.n] = max;
+		rates[r->ev.n] = rate;
+		series_add(&r->ev, p99);
+		json_array_append_new(runs, json_pack(
+			"{s:f, s:f, s:I, s:f, s:f}", "p99_events", p99,
+			"max_events", max, "samples", (json_int_t)samples,
+			"writers_events_per_s", rate, "catch_up_ms", up));
+		say("7 projection lag x16 writers, rep %" PRIu64 "/%" PRIu64
+		    ": p99 %.0f, max %.0f events over %zu samples; writers "
+		    "%.0f events/s; caught up %.1f ms after them", rep, b->reps,
+		    p99, max, samples, rate, up);
+	}
+	r->details = json_pack("{s:o}", "runs", runs);
+	at = series_median_rep(&r->ev);
+	snprintf(r->note, sizeof r->note, "n/a: no projection in SQLite; max "
+		 "%.0f; writers %.1fk events/s, %" PRIu64 " appends; "
+		 "sampled every 1 ms", maxes[at], rates[at] / 1e3, count);
+	return 0;
+}
+
+static void s7_close(struct s7 *s)
+{
+	evs_close(s->store);
+	s->store = NULL;
+	s->name = NULL;
+	sqlite3_close(s->events);
+	s->events = NULL;
+}
+
+/* ------------------------------------------------------------------ */
 /* Instruction counts (callgrind)                                      */
 
 /* The regions callgrind measures (--toggle-collect names them). */
@@ -2441,6 +3853,20 @@ static void set_targets(struct bench *b)
 	}
 	if (r[R_OPEN_KILL].ev.n)
 		r[R_OPEN_KILL].holds = worst < 0.25;
+	/* The issue's: a rebuild of at least 200k events/s; a lag that stays
+	 * bounded, here under 10 of the worker's 1000-event batches; and for
+	 * the query, a layer above SQLite cannot beat it, so an absolute
+	 * bound on p99. */
+	snprintf(r[R_REBUILD].target, 64, "\xe2\x89\xa5 200k events/s");
+	if (r[R_REBUILD].ev.n)
+		r[R_REBUILD].holds = series_median(&r[R_REBUILD].ev) >= 200000;
+	snprintf(r[R_LAG].target, 64, "bounded (p99 < %.0f events)",
+		 LAG_BOUND);
+	if (r[R_LAG].ev.n)
+		r[R_LAG].holds = series_median(&r[R_LAG].ev) < LAG_BOUND;
+	snprintf(r[R_QUERY_P99].target, 64, "p99 < 1 ms");
+	if (r[R_QUERY_P99].ev.n)
+		r[R_QUERY_P99].holds = series_median(&r[R_QUERY_P99].ev) < 1000;
 	if (b->nevents <= 1000000) {
 		snprintf(r[R_RSS].target, 64, "< 64 MiB (1M events)");
 		if (r[R_RSS].ev.n)
@@ -2666,6 +4092,7 @@ static int write_json(const struct bench *b, const struct machine *m,
 				      d->unit == U_US ? "us" :
 				      d->unit == U_MS ? "ms" :
 				      d->unit == U_MIB ? "MiB" :
+				      d->unit == U_EVENTS ? "events" :
 				      "instructions/event",
 			      "better", d->unit == U_RATE ? "higher" : "lower",
 			      "status", r->state == ROW_DONE ? "ok" : "failed",
@@ -2714,7 +4141,7 @@ const char usage_bench[] =
 	"\n"
 	"Measures evstore side by side with a plain SQLite events table and\n"
 	"with the disk's limit, on generated order events (~330 bytes each as\n"
-	"stored), in six scenarios:\n"
+	"stored), in seven scenarios:\n"
 	"  1  durable batched append: 100 events per append, one thread\n"
 	"     (baselines: sequential writes + fdatasync per 100 events to a\n"
 	"     preallocated file; SQLite WAL, synchronous=FULL, 100 rows per\n"
@@ -2725,7 +4152,14 @@ const char usage_bench[] =
 	"  4  10,000 random whole-stream reads, p50 and p99 latency\n"
 	"  5  open after a clean close, and after a SIGKILL mid-append\n"
 	"  6  peak RSS of a process appending N events as in scenario 1\n"
-	"Scenarios 3-5 use the store scenario 1 built last.\n"
+	"  7  the read side, on N events of its own in the shapes the orders\n"
+	"     projection reads (projections/orders.sql): its rebuild from the\n"
+	"     whole log (baseline: the same handler SQL applied by plain\n"
+	"     SQLite); its lag, p99 in events, under durable 1-event appends\n"
+	"     from 16 threads; 10,000 by_id point queries, p50 and p99\n"
+	"     (baseline: the same SELECT on the SQLite read model)\n"
+	"Scenarios 3-5 use the store scenario 1 built last; scenario 7 builds\n"
+	"its own.\n"
 	"\n"
 	"Prints a Markdown table on stdout, progress on stderr.  Ratios over 1\n"
 	"mean evstore is better.  Exits with 1 when a scenario fails (not when\n"
@@ -2739,7 +4173,7 @@ const char usage_bench[] =
 	"  --json FILE   also write the results as JSON to FILE\n"
 	"  --reps R      repetitions of each scenario (default 3)\n"
 	"  --seed X      seed of the generated events (default 42)\n"
-	"  --only LIST   run only these scenarios, e.g. 1,3\n"
+	"  --only LIST   run only these scenarios, e.g. 1,3 or 7\n"
 	"  --keep        keep the stores and databases\n"
 	"  --instr       also count instructions per appended and replayed\n"
 	"                event with valgrind's callgrind, if installed\n"
@@ -2786,9 +4220,9 @@ static int parse_only(struct bench *b, const char *v)
 		return usage_err("option '--only' needs a value");
 	memset(b->only, 0, sizeof b->only);
 	while (*p) {
-		if (*p < '1' || *p > '6' || (p[1] != ',' && p[1] != '\0'))
+		if (*p < '1' || *p > '7' || (p[1] != ',' && p[1] != '\0'))
 			return usage_err("option '--only': '%s' is not a list "
-					 "of scenarios 1-6, like 1,3", v);
+					 "of scenarios 1-7, like 1,3", v);
 		b->only[*p - '0'] = 1;
 		any = 1;
 		p += p[1] == ',' ? 2 : 1;
@@ -2839,6 +4273,45 @@ static void skip_rows(struct bench *b, int first, int last, const char *what,
 		snprintf(b->rows[i].error, ERR_SIZE, "%s", why);
 	}
 	fprintf(stderr, "evstore: bench: %s: %s\n", what, why);
+}
+
+/*
+ * Scenario 7: the log and its rebuild first (the queries need the rebuilt
+ * read model), the queries, then the lag, which needs neither.
+ */
+static void scenario7(struct bench *b)
+{
+	struct s7 *s = calloc(1, sizeof *s);
+
+	if (!s) {
+		skip_rows(b, R_REBUILD, R_QUERY_P99, "scenario 7",
+			  "out of memory");
+		return;
+	}
+	b->s7 = s;
+	b->err[0] = '\0';
+	if (s7_setup(b) != 0) {
+		skip_rows(b, R_REBUILD, R_REBUILD, "scenario 7", b->err);
+		skip_rows(b, R_QUERY_P50, R_QUERY_P99, "scenario 7",
+			  "no read model: building the log failed");
+	} else {
+		run_rows(b, R_REBUILD, R_REBUILD, "scenario 7", s7_rebuild);
+		if (b->rows[R_REBUILD].state == ROW_DONE)
+			run_rows(b, R_QUERY_P50, R_QUERY_P99, "scenario 7",
+				 s7_query);
+		else
+			skip_rows(b, R_QUERY_P50, R_QUERY_P99, "scenario 7",
+				  "no read model: the rebuild failed");
+	}
+	s7_close(s);
+	run_rows(b, R_LAG, R_LAG, "scenario 7", s7_lag);
+	pj_file_free(&s->pf);
+	arena_free(&s->log);
+	arena_free(&s->lag);
+	if (s->dir[0])
+		drop_dir(b, s->dir);
+	free(s);
+	b->s7 = NULL;
 }
 
 /* Creates the run directory inside the base directory. */
@@ -2934,6 +4407,11 @@ static int run_all(struct bench *b)
 			 scenario5_kill);
 	if (b->only[6])
 		run_rows(b, R_RSS, R_RSS, "scenario 6", scenario6);
+	if (b->only[7]) {
+		/* Its own log: scenarios 1-6's events are not needed now. */
+		arena_free(&b->ev);
+		scenario7(b);
+	}
 	if (b->instr)
 		run_rows(b, R_INSTR_APPEND, R_INSTR_REPLAY, "callgrind",
 			 instructions);
@@ -2990,7 +4468,7 @@ int cmd_bench(const char *cmd, int argc, char **argv)
 	b->reps = 3;
 	b->seed = 42;
 	b->base_dir = "bench-data";
-	for (i = 1; i <= 6; i++)
+	for (i = 1; i <= 7; i++)
 		b->only[i] = 1;
 	b->argc = argc;
 	b->argv = argv;
