@@ -18,6 +18,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@
 #include "store.h"
 
 #define DEFAULT_BATCH 1000
+#define DEFAULT_MAX_LATENCY_MS 100
 #define DEFAULT_RETRIES 3
 #define DEFAULT_QUERY_TIMEOUT_MS 5000
 
@@ -107,6 +109,7 @@ typedef struct proj {
 				   the process that many times */
 	bool in_tx;
 	uint32_t pending;       /* events applied in the open transaction */
+	double tx_t0;           /* when it began (monotonic seconds) */
 	uint64_t applied;       /* the last position applied in it */
 	int failed;
 	char errmsg[1024];
@@ -640,11 +643,16 @@ static int load_text(evs_store *s, const char *path, const char *text, size_t si
 
 	*out = NULL;
 	if (o) {
-		if (o->version != EVS_PROJECTION_OPTIONS_VERSION)
-			return evs__err(EVS_EINVAL, "projection %s: options version %d, expected %d",
-					path, o->version, EVS_PROJECTION_OPTIONS_VERSION);
-		opts = *o;
+		if (o->version < 1 || o->version > EVS_PROJECTION_OPTIONS_VERSION)
+			return evs__err(EVS_EINVAL, "projection %s: options version %d, expected 1 "
+					"to %d", path, o->version, EVS_PROJECTION_OPTIONS_VERSION);
+		/* a version 1 struct ends before max_latency_ms */
+		memcpy(&opts, o, o->version == 1 ? offsetof(evs_projection_options, max_latency_ms)
+						 : sizeof(opts));
+		opts.version = EVS_PROJECTION_OPTIONS_VERSION;
 	}
+	if (!opts.max_latency_ms)
+		opts.max_latency_ms = DEFAULT_MAX_LATENCY_MS;
 	if (!opts.batch_size)
 		opts.batch_size = DEFAULT_BATCH;
 	if (!opts.max_retries)
@@ -1209,6 +1217,7 @@ static int apply_event(const evs_event *ev, void *ctx)
 			rc = db_err(p, p->db, "begin");
 			goto out;
 		}
+		p->tx_t0 = mono_s();
 	}
 	p->in_tx = true;
 	evs_uuid_format(id, ev->id);
@@ -1227,7 +1236,8 @@ static int apply_event(const evs_event *ev, void *ctx)
 	if (!rc) {
 		p->applied = ev->position;
 		p->rate_n++;
-		if (++p->pending >= p->opts.batch_size || p->careful)
+		if (++p->pending >= p->opts.batch_size || p->careful ||
+		    (mono_s() - p->tx_t0) * 1000.0 >= p->opts.max_latency_ms)
 			rc = commit(p, ev->position);
 	}
 out:
@@ -1763,7 +1773,9 @@ static int load_twin(evs_store *s, const char *path, const proj *of, const char 
 	int rc;
 
 	*out = NULL;
+	/* nobody reads the twin before the swap: large transactions */
 	o.batch_size = 65536;
+	o.max_latency_ms = UINT32_MAX;
 	/* loaded once to learn its name, then again over an empty file:
 	 * an interrupted rebuild may have left one behind */
 	rc = of && of->is_c ? load_def(s, &of->c, &o, ".rebuild.db", &p) :

@@ -390,6 +390,85 @@ START_TEST(test_query_each_and_sql)
 }
 END_TEST
 
+/* The latency test's apply: the second event takes 60 ms, the third
+ * waits (up to 10 s) until the test has seen the checkpoint reach 2. */
+typedef struct slow {
+	atomic_int calls, seen;
+} slow;
+
+static int slow_apply(struct sqlite3 *db, const evs_event *ev, void *ctx)
+{
+	slow *sl = ctx;
+	int n = atomic_fetch_add(&sl->calls, 1) + 1;
+
+	(void)db;
+	(void)ev;
+	if (n == 2) {
+		struct timespec nap = { 0, 60000000L };
+		nanosleep(&nap, NULL);
+	} else if (n == 3) {
+		for (int i = 0; i < 10000 && !atomic_load(&sl->seen); i++) {
+			struct timespec nap = { 0, 1000000L };
+			nanosleep(&nap, NULL);
+		}
+	}
+	return 0;
+}
+
+/* A batch commits once its transaction is max_latency_ms old, before
+ * batch_size events and before the worker caught up. */
+START_TEST(test_max_latency)
+{
+	char *dir = tu_mkdtemp();
+	evs_store *s = tu_open(dir, 0, 0);
+	slow sl = { 0, 0 };
+	evs_projection_def d = { EVS_PROJECTION_DEF_VERSION, "slow", NULL, 0, NULL, 1, NULL,
+				 slow_apply, &sl };
+	evs_projection_options po = EVS_PROJECTION_OPTIONS_INIT;
+	evs_projection_status st;
+	uint64_t seen_at = 0;
+	int calls_then = 0;
+
+	for (int i = 0; i < 5; i++)
+		add(s, "a-1", "Added", 1);
+	po.batch_size = 1000;
+	po.max_latency_ms = 50;
+	ck_assert_int_eq(evs_projection_register(s, &d, &po, NULL), 0);
+	ck_assert_int_eq(evs_projections_start(s), 0);
+	for (int i = 0; i < 10000 && !seen_at; i++) {
+		ck_assert_int_eq(evs_projection_status_get(&st, s, "slow"), 0);
+		if (st.checkpoint > 0) {
+			seen_at = st.checkpoint;
+			calls_then = atomic_load(&sl.calls);
+			atomic_store(&sl.seen, 1);
+		}
+		struct timespec nap = { 0, 1000000L };
+		nanosleep(&nap, NULL);
+	}
+	/* committed after the second event, while the third was applied */
+	ck_assert_uint_eq(seen_at, 2);
+	ck_assert_int_eq(calls_then, 3);
+	while (atomic_load(&sl.calls) < 5) {
+		struct timespec nap = { 0, 1000000L };
+		nanosleep(&nap, NULL);
+	}
+	ck_assert_int_eq(evs_projections_stop(s), 0);
+	ck_assert_int_eq(evs_projection_status_get(&st, s, "slow"), 0);
+	ck_assert_uint_eq(st.checkpoint, 5);
+	evs_close(s);
+
+	/* a version 1 options struct is still taken (it has no latency) */
+	struct { int version; uint32_t batch_size; int rebuild; uint32_t retries; int park; } v1 =
+		{ 1, 10, 0, 0, 0 };
+	s = tu_open(dir, 0, 0);
+	ck_assert_int_eq(evs_projection_register(s, &d, (const evs_projection_options *)&v1,
+						 NULL), 0);
+	evs_close(s);
+	tu_rmdir(dir);
+	free(dir);
+}
+END_TEST
+
 typedef struct querier {
 	evs_store *s;
 	atomic_int *stop;
@@ -516,6 +595,7 @@ int main(void)
 	tcase_add_test(tc, test_c_projection_errors);
 	tcase_add_test(tc, test_worker_limit);
 	tcase_add_test(tc, test_query_each_and_sql);
+	tcase_add_test(tc, test_max_latency);
 	tcase_add_test(tc, test_rebuild_swap_while_querying);
 	suite_add_tcase(su, tc);
 	return tu_run(su);

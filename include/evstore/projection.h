@@ -43,7 +43,7 @@
 extern "C" {
 #endif
 
-#define EVS_PROJECTION_OPTIONS_VERSION 1
+#define EVS_PROJECTION_OPTIONS_VERSION 2
 
 typedef struct evs_projection_options {
 	int version;               /* EVS_PROJECTION_OPTIONS_VERSION */
@@ -58,9 +58,14 @@ typedef struct evs_projection_options {
 	 * without, the worker stops with the error (the default). */
 	uint32_t max_retries;
 	int park;
+	/* Version 2.  A batch commits after batch_size events, when the
+	 * worker has caught up, or once its transaction is this old, so
+	 * under a steady stream of events queries see them at most about
+	 * this late (0: 100 ms). */
+	uint32_t max_latency_ms;
 } evs_projection_options;
 
-#define EVS_PROJECTION_OPTIONS_INIT { EVS_PROJECTION_OPTIONS_VERSION, 0, 0, 0, 0 }
+#define EVS_PROJECTION_OPTIONS_INIT { EVS_PROJECTION_OPTIONS_VERSION, 0, 0, 0, 0, 0 }
 
 /*
  * Loads the projection in file `path` into the store (it stays until the
