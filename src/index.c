@@ -12,7 +12,6 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "store.h"
 
@@ -672,33 +671,17 @@ int evs__ix_max_id(evs__ix *ix, uint8_t out[16])
  * Copies the index `ix` over the index file at `path` with SQLite's
  * backup: one write transaction there, so its readers, in any process,
  * see the old index or the new one, never a mix, and keep their
- * connections.  The snapshots `path` holds are kept first (the log cannot
- * give them back; each is checked when used, so an old one costs nothing
- * but a replay).  A `path` that is no SQLite database is refused, naming
- * it: deleting it is then the way, since opening the store rebuilds it.
+ * connections.  The new index has no snapshots: those of the old one were
+ * folded from what it said, which is what is in doubt.  A `path` that is
+ * no SQLite database is refused, naming it: deleting it is then the way,
+ * since opening the store rebuilds it.
  */
 int evs__ix_replace(evs__ix *ix, const char *path)
 {
 	sqlite3 *dst = NULL;
-	sqlite3_stmt *st;
 	sqlite3_backup *b;
 	int rc = 0, r;
 
-	if (access(path, F_OK) == 0 &&
-	    sqlite3_prepare_v2(ix->db, "ATTACH DATABASE ?1 AS live", -1, &st, NULL) == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
-		r = sqlite3_step(st);
-		sqlite3_finalize(st);
-		if (r == SQLITE_DONE) {
-			/* an index without the table, or of another format,
-			 * simply gives none */
-			sqlite3_exec(ix->db, "INSERT OR IGNORE INTO snapshots (stream, version, "
-				     "state_version, upcasters, state, created_us) SELECT stream, "
-				     "version, state_version, upcasters, state, created_us FROM "
-				     "live.snapshots", NULL, NULL, NULL);
-			sqlite3_exec(ix->db, "DETACH DATABASE live", NULL, NULL, NULL);
-		}
-	}
 	if (sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
 	    SQLITE_OK) {
 		rc = evs__err(EVS_EIO, "index %s: %s", path, sqlite3_errmsg(dst));

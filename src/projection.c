@@ -32,6 +32,7 @@
 
 #define DEFAULT_BATCH 1000
 #define DEFAULT_MAX_LATENCY_MS 100
+#define MAX_IDLE_QCONNS 8
 #define DEFAULT_RETRIES 3
 #define DEFAULT_QUERY_TIMEOUT_MS 5000
 
@@ -70,6 +71,7 @@ typedef struct qconn {
 	sqlite3_stmt **st;
 	sqlite3_stmt *begin, *pos, *end;
 	bool strict;            /* the authorizer allows reading only */
+	double deadline;        /* an ad-hoc query's, monotonic seconds */
 	struct qconn *next;
 } qconn;
 
@@ -116,7 +118,7 @@ typedef struct proj {
 	bool running;
 	/* the rate: events applied since rate_t0 (monotonic seconds) */
 	uint64_t rate_n;
-	double rate_t0, rate, rate_at;
+	double rate_t0, rate, rate_at, last_commit;
 
 	pthread_mutex_t mu;     /* checkpoint, running, failed, errmsg */
 	pthread_cond_t cv;      /* the checkpoint moved */
@@ -129,6 +131,7 @@ struct evs__projections {
 	pthread_mutex_t mu;     /* active */
 	pthread_cond_t cv;
 	unsigned max_workers, active;
+	bool stopping;          /* evs_projections_stop: no waiting for slots */
 };
 
 static uint64_t fnv(const char *t, size_t n)
@@ -916,7 +919,7 @@ static void slot_take(proj *p)
 			long n = sysconf(_SC_NPROCESSORS_ONLN);
 			max = n > 0 ? (unsigned)n : 1;
 		}
-		if (r->active < max)
+		if (r->active < max || r->stopping)
 			break;
 		pthread_cond_wait(&r->cv, &r->mu);
 	}
@@ -987,6 +990,7 @@ static void set_checkpoint(proj *p, uint64_t pos)
 		p->rate_n = 0;
 	}
 	p->checkpoint = pos;
+	p->last_commit = now;
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
 }
@@ -1023,10 +1027,21 @@ static void fail_worker(proj *p, int rc)
 		sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
 	p->in_tx = false;
 	slot_give(p);
+	char prefix[300];
+	int pn = snprintf(prefix, sizeof(prefix), "projection '%s': ", p->name);
+	const char *msg = evs_errmsg();
 	pthread_mutex_lock(&p->mu);
 	p->failed = rc;
-	snprintf(p->errmsg, sizeof(p->errmsg), "projection '%s': %s", p->name, evs_errmsg());
+	/* a message of apply's names the projection already */
+	snprintf(p->errmsg, sizeof(p->errmsg), "%s%s",
+		 strncmp(msg, prefix, (size_t)pn) == 0 ? "" : prefix, msg);
 	pthread_mutex_unlock(&p->mu);
+}
+
+/* The subscription under a worker ended on a read error. */
+static void worker_ended(void *ctx, int rc)
+{
+	fail_worker(ctx, rc);
 }
 
 /* Puts the event in evs_parked with `error` (in the open transaction). */
@@ -1218,6 +1233,13 @@ static int apply_event(const evs_event *ev, void *ctx)
 			goto out;
 		}
 		p->tx_t0 = mono_s();
+		/* busy again after a rest: the rate's window starts now */
+		pthread_mutex_lock(&p->mu);
+		if (p->tx_t0 - p->last_commit > 1.0) {
+			p->rate_t0 = p->tx_t0;
+			p->rate_n = 0;
+		}
+		pthread_mutex_unlock(&p->mu);
 	}
 	p->in_tx = true;
 	evs_uuid_format(id, ev->id);
@@ -1311,7 +1333,9 @@ static int rebuild_model(proj *p)
 		evs__free(names[i]);
 	evs__free(names);
 	if (!rc) {
+		pthread_mutex_lock(&p->mu);
 		p->out_of_date = false;
+		pthread_mutex_unlock(&p->mu);
 		set_checkpoint(p, 0);
 	}
 	return rc;
@@ -1387,7 +1411,7 @@ int evs_projections_start(evs_store *s)
 			so.filter.types = p->types;
 			so.filter.ntypes = p->ntypes;
 		}
-		rc = evs__subscribe_ex(&p->sub, s, &so, apply_event, caught_up, p);
+		rc = evs__subscribe_ex(&p->sub, s, &so, apply_event, caught_up, worker_ended, p);
 		pthread_mutex_lock(&p->mu);
 		p->running = rc == 0;
 		pthread_mutex_unlock(&p->mu);
@@ -1401,12 +1425,25 @@ int evs_projections_stop(evs_store *s)
 	int first = 0;
 	char msg[1024] = "";
 
-	for (size_t i = 0; r && i < r->n; i++) {
+	if (!r)
+		return 0;
+	/* every worker told first, and none left waiting for a slot that a
+	 * worker not yet joined holds */
+	pthread_mutex_lock(&r->mu);
+	r->stopping = true;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	for (size_t i = 0; i < r->n; i++)
+		if (r->p[i]->sub)
+			evs__subscription_ask_stop(r->p[i]->sub);
+	for (size_t i = 0; i < r->n; i++) {
 		proj *p = r->p[i];
 		if (!p->sub)
 			continue;
-		evs_subscription_stop(p->sub);
+		int src = evs_subscription_stop(p->sub);
 		p->sub = NULL;
+		if (src && !p->failed)
+			fail_worker(p, src);
 		pthread_mutex_lock(&p->mu);
 		p->running = false;
 		pthread_mutex_unlock(&p->mu);
@@ -1422,6 +1459,9 @@ int evs_projections_stop(evs_store *s)
 			snprintf(msg, sizeof(msg), "%s", p->errmsg);
 		}
 	}
+	pthread_mutex_lock(&r->mu);
+	r->stopping = false;
+	pthread_mutex_unlock(&r->mu);
 	if (first)
 		evs__err(first, "%s", msg);
 	return first;
@@ -1440,13 +1480,15 @@ static int read_only_auth(void *ctx, int action, const char *a, const char *b, c
 	if (!((qconn *)ctx)->strict)
 		return SQLITE_OK;
 	(void)a;
-	(void)b;
 	(void)c;
 	(void)d;
 	switch (action) {
+	case SQLITE_FUNCTION:
+		/* these change the connection or reach outside it */
+		return b && (strcmp(b, "fts3_tokenizer") == 0 || strcmp(b, "load_extension") == 0)
+		       ? SQLITE_DENY : SQLITE_OK;
 	case SQLITE_SELECT:
 	case SQLITE_READ:
-	case SQLITE_FUNCTION:
 	case SQLITE_RECURSIVE:
 		return SQLITE_OK;
 	default:
@@ -1483,6 +1525,14 @@ static int qconn_get(proj *p, qconn **out)
 	}
 	sqlite3_busy_timeout(c->db, 5000);
 	sqlite3_bind_text(c->pos, 1, p->name, -1, SQLITE_STATIC);
+	/* no tokenizer pointers, no schema tricks; and the JSON table
+	 * functions connected now, since connecting a virtual table declares
+	 * it, which the authorizer refuses while an ad-hoc query runs */
+	sqlite3_db_config(c->db, SQLITE_DBCONFIG_ENABLE_FTS3_TOKENIZER, 0, (int *)NULL);
+	sqlite3_db_config(c->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
+	sqlite3_db_config(c->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
+	sqlite3_exec(c->db, "SELECT 1 FROM json_each('[]'); SELECT 1 FROM json_tree('[]')", NULL,
+		     NULL, NULL);
 	sqlite3_set_authorizer(c->db, read_only_auth, c);
 	*out = c;
 	return 0;
@@ -1490,12 +1540,21 @@ static int qconn_get(proj *p, qconn **out)
 
 static void qconn_put(proj *p, qconn *c)
 {
+	size_t idle = 0;
+
 	if (!sqlite3_get_autocommit(c->db))
 		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
 	pthread_mutex_lock(&p->qmu);
-	c->next = p->qfree;
-	p->qfree = c;
+	for (qconn *k = p->qfree; k; k = k->next)
+		idle++;
+	if (idle < MAX_IDLE_QCONNS) {
+		c->next = p->qfree;
+		p->qfree = c;
+		c = NULL;
+	}
 	pthread_mutex_unlock(&p->qmu);
+	if (c)
+		qconn_close(c, p->nq);  /* a burst's extra connections */
 }
 
 static int step_once(sqlite3_stmt *st)
@@ -1551,9 +1610,10 @@ static int read_begin(proj *p, qconn *c, uint64_t min, uint32_t ms, uint64_t *po
 		if (now.tv_sec > until.tv_sec ||
 		    (now.tv_sec == until.tv_sec && now.tv_nsec > until.tv_nsec))
 			now = until;
+		/* woken by this process's worker; else (a stale checkpoint in
+		 * memory, or a worker elsewhere) the 5 ms poll */
 		pthread_mutex_lock(&p->mu);
-		if (p->checkpoint < min)
-			pthread_cond_timedwait(&p->cv, &p->mu, &now);
+		pthread_cond_timedwait(&p->cv, &p->mu, &now);
 		pthread_mutex_unlock(&p->mu);
 	}
 }
@@ -1762,38 +1822,49 @@ static void unlink_db(const char *path)
 }
 
 /*
- * Builds a twin of a projection (loaded from its file, or its C
- * definition) over readmodels/<name>.rebuild.db, from nothing.
+ * Builds a twin of a projection over readmodels/<name>.rebuild.db, from
+ * nothing: of the file at `path`, or of the loaded projection `of` (its
+ * file or its C definition).  It takes the options of the projection of
+ * that name loaded here, if any (retries, parking), with large batches.
  */
 static int load_twin(evs_store *s, const char *path, const proj *of, const char *fn, proj **out)
 {
 	evs_projection_options o = EVS_PROJECTION_OPTIONS_INIT;
 	char tmp[4200];
-	proj *p, *running;
+	bool from_def = of && of->is_c;
+	proj *p;
 	int rc;
 
 	*out = NULL;
+	if (!of) {
+		/* a file names its projection: loaded once to learn the name */
+		if ((rc = load_proj(s, path, NULL, ".rebuild.db", &p)) != 0)
+			return rc;
+		of = find_proj(s, p->name);
+		if (of && of->sub) {
+			rc = evs__err(EVS_EINVAL, "%s: projection '%s' is running in this process; "
+				      "stop it before rebuilding it", fn, p->name);
+			proj_free(p);
+			return rc;
+		}
+		snprintf(tmp, sizeof(tmp), "%s", p->db_path);
+		proj_free(p);
+	} else {
+		if (of->sub)
+			return evs__err(EVS_EINVAL, "%s: projection '%s' is running in this process; "
+					"stop it before rebuilding it", fn, of->name);
+		snprintf(tmp, sizeof(tmp), "%s/readmodels/%s.rebuild.db", s->dir, of->name);
+		path = of->path;
+	}
+	if (of)
+		o = of->opts;
 	/* nobody reads the twin before the swap: large transactions */
 	o.batch_size = 65536;
 	o.max_latency_ms = UINT32_MAX;
-	/* loaded once to learn its name, then again over an empty file:
-	 * an interrupted rebuild may have left one behind */
-	rc = of && of->is_c ? load_def(s, &of->c, &o, ".rebuild.db", &p) :
-			      load_proj(s, of ? of->path : path, &o, ".rebuild.db", &p);
-	if (rc)
-		return rc;
-	running = find_proj(s, p->name);
-	if (running && running->sub) {
-		rc = evs__err(EVS_EINVAL, "%s: projection '%s' is running in this process; stop it "
-			      "before rebuilding it", fn, p->name);
-		proj_free(p);
-		return rc;
-	}
-	snprintf(tmp, sizeof(tmp), "%s", p->db_path);
-	proj_free(p);
+	/* what an interrupted rebuild left is not trusted */
 	unlink_db(tmp);
-	rc = of && of->is_c ? load_def(s, &of->c, &o, ".rebuild.db", out) :
-			      load_proj(s, of ? of->path : path, &o, ".rebuild.db", out);
+	rc = from_def ? load_def(s, &of->c, &o, ".rebuild.db", out) :
+			load_proj(s, path, &o, ".rebuild.db", out);
 	if (rc)
 		unlink_db(tmp);
 	return rc;
@@ -1857,11 +1928,15 @@ static int rebuild_swap(evs_store *s, proj *p, evs_progress_cb progress, void *c
 	if ((loaded = find_proj(s, p->name)) && loaded->hash == p->hash) {
 		uint64_t pos, hash;
 		if (read_checkpoint(loaded, &pos, &hash) == 0) {
+			pthread_mutex_lock(&loaded->mu);
 			loaded->out_of_date = pos > 0 && hash != loaded->hash;
+			pthread_mutex_unlock(&loaded->mu);
 			set_checkpoint(loaded, pos);
 		}
 	} else if (loaded) {
+		pthread_mutex_lock(&loaded->mu);
 		loaded->out_of_date = true;
+		pthread_mutex_unlock(&loaded->mu);
 	}
 	if (progress)
 		progress(r.head, r.head, ctx);
@@ -1948,7 +2023,9 @@ int evs_projection_status_get(evs_projection_status *out, evs_store *s, const ch
 		}
 		qconn_put(p, c);
 	}
+	pthread_mutex_lock(&p->mu);
 	out->out_of_date = p->out_of_date;
+	pthread_mutex_unlock(&p->mu);
 	return 0;
 }
 
@@ -2034,6 +2111,12 @@ out:
 	return rc;
 }
 
+/* The progress handler of ad-hoc queries: stops one past its deadline. */
+static int past_deadline(void *ctx)
+{
+	return mono_s() >= ((qconn *)ctx)->deadline;
+}
+
 /* Is `t` only blanks, ';' and comments? */
 static bool only_blanks(const char *t)
 {
@@ -2068,6 +2151,8 @@ static int query_run(evs_store *s, const char *fn, const char *name, const char 
 	size_t qi = 0;
 	proj *p;
 	int rc;
+
+	double t0 = mono_s();
 
 	evs__err_clear();
 	if (position_out)
@@ -2125,7 +2210,19 @@ static int query_run(evs_store *s, const char *fn, const char *name, const char 
 			     opts.timeout_ms ? opts.timeout_ms : DEFAULT_QUERY_TIMEOUT_MS, &pos)) != 0)
 		goto out;
 	c->strict = sql != NULL;
+	if (sql) {
+		/* ad-hoc SQL may be anything that reads: bounded in time too */
+		c->deadline = t0 + (opts.timeout_ms ? opts.timeout_ms : DEFAULT_QUERY_TIMEOUT_MS) / 1e3;
+		sqlite3_progress_handler(c->db, 10000, past_deadline, c);
+	}
 	rc = run_rows(p, c, st, what, params, row, ctx);
+	if (sql) {
+		sqlite3_progress_handler(c->db, 0, NULL, NULL);
+		if (rc == EVS_EIO && mono_s() >= c->deadline)
+			rc = evs__err(EVS_ETIMEOUT, "projection '%s' ad-hoc query: stopped after "
+				      "%u ms (timeout_ms)", name, opts.timeout_ms ? opts.timeout_ms :
+				      DEFAULT_QUERY_TIMEOUT_MS);
+	}
 	c->strict = false;
 	step_once(c->end);
 	if (!rc && position_out)
@@ -2138,9 +2235,17 @@ out:
 	return rc;
 }
 
+typedef struct collect {
+	json_t *rows;
+	bool nomem;
+} collect;
+
 static int collect_row(const json_t *row, void *ctx)
 {
-	return json_array_append((json_t *)ctx, (json_t *)row) ? -1 : 0;
+	collect *c = ctx;
+
+	c->nomem = json_array_append(c->rows, (json_t *)row) != 0;
+	return c->nomem;
 }
 
 /* query_run into a new array */
@@ -2148,20 +2253,22 @@ static int query_rows(evs_store *s, const char *fn, const char *name, const char
 		      const char *sql, const json_t *params, const evs_query_options *o,
 		      json_t **rows_out, uint64_t *position_out)
 {
-	json_t *rows;
+	collect c = { NULL, false };
 	int rc;
 
 	if (!rows_out)
 		return evs__err(EVS_EINVAL, "%s: NULL argument", fn);
 	*rows_out = NULL;
-	if (!(rows = json_array()))
+	if (!(c.rows = json_array()))
 		return evs__err(EVS_ENOMEM, "%s: out of memory", fn);
-	rc = query_run(s, fn, name, query, sql, params, o, collect_row, rows, position_out);
+	rc = query_run(s, fn, name, query, sql, params, o, collect_row, &c, position_out);
+	if (!rc && c.nomem)
+		rc = evs__err(EVS_ENOMEM, "%s: out of memory collecting the rows", fn);
 	if (rc) {
-		json_decref(rows);
+		json_decref(c.rows);
 		return rc;
 	}
-	*rows_out = rows;
+	*rows_out = c.rows;
 	return 0;
 }
 

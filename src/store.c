@@ -771,14 +771,28 @@ static int create_layout(evs_store *s, const char *lockpath)
 	return 0;
 }
 
-/* evs_open, over index file `ixname` in dir; `progress` for recovery. */
+static void unlink_index(const char *path)
+{
+	char side[4300];
+
+	unlink(path);
+	snprintf(side, sizeof(side), "%s-wal", path);
+	unlink(side);
+	snprintf(side, sizeof(side), "%s-shm", path);
+	unlink(side);
+}
+
+/* evs_open, over index file `ixname` in dir; `progress` for recovery.
+ * `fresh`: the index file is removed first, once the lock is taken, and
+ * again if the open fails after that. */
 static int open_store(evs_store **out, const char *dir, const evs_options *opts,
-		      const char *ixname, evs_progress_cb progress, void *pctx)
+		      const char *ixname, bool fresh, evs_progress_cb progress, void *pctx)
 {
 	evs_options defaults = EVS_OPTIONS_INIT;
 	evs_store *s;
 	char lockpath[4096], ixpath[4096];
 	struct stat st;
+	bool locked = false;
 	int rc;
 
 	evs__err_clear();
@@ -905,6 +919,9 @@ static int open_store(evs_store **out, const char *dir, const evs_options *opts,
 			     evs__err_sys(errno, "lock", lockpath);
 			goto fail;
 		}
+		locked = true;
+		if (fresh)
+			unlink_index(ixpath);
 		rc = evs__ix_open(&s->wix, ixpath, false);
 		if (!rc)
 			rc = evs__ix_open(&s->lix, ixpath, true);
@@ -939,24 +956,16 @@ static int open_store(evs_store **out, const char *dir, const evs_options *opts,
 	*out = s;
 	return 0;
 fail:
+	/* still under the lock: nobody else's file */
+	if (fresh && locked)
+		unlink_index(ixpath);
 	evs_close(s);
 	return rc;
 }
 
 int evs_open(evs_store **out, const char *dir, const evs_options *opts)
 {
-	return open_store(out, dir, opts, "index.db", NULL, NULL);
-}
-
-static void unlink_index(const char *path)
-{
-	char side[4300];
-
-	unlink(path);
-	snprintf(side, sizeof(side), "%s-wal", path);
-	unlink(side);
-	snprintf(side, sizeof(side), "%s-shm", path);
-	unlink(side);
+	return open_store(out, dir, opts, "index.db", false, NULL, NULL);
 }
 
 int evs_rebuild_index(const char *dir, const evs_options *opts, evs_progress_cb progress,
@@ -985,30 +994,21 @@ int evs_rebuild_index(const char *dir, const evs_options *opts, evs_progress_cb 
 	snprintf(tmp, sizeof(tmp), "%s/index.rebuild.db", dir);
 	snprintf(live, sizeof(live), "%s/index.db", dir);
 	/*
-	 * The store opened over a new index beside the live one: recovery
-	 * indexes the whole log into it, under the writer lock, which stays
-	 * taken until the new index is in place.
+	 * The store opened over a new index beside the live one, emptied
+	 * once the writer lock is taken: recovery indexes the whole log into
+	 * it.  The lock is held until the new index is in place and the file
+	 * removed.
 	 */
-	bool leftover = access(tmp, F_OK) == 0;
-	rc = open_store(&s, dir, &o, "index.rebuild.db", leftover ? NULL : progress, ctx);
+	rc = open_store(&s, dir, &o, "index.rebuild.db", true, progress, ctx);
 	if (rc == EVS_ELOCKED)
 		return evs__err(EVS_ELOCKED, "store %s is locked by another writer; stop it "
 				"before rebuilding the index", dir);
-	if (rc && !leftover)
+	if (rc)
 		return rc;
-	if (leftover) {
-		/* what an interrupted rebuild left is not trusted: from
-		 * nothing (removed only now, under the lock) */
-		evs_close(s);
-		s = NULL;
-		unlink_index(tmp);
-		if ((rc = open_store(&s, dir, &o, "index.rebuild.db", progress, ctx)) != 0)
-			goto out;
-	}
 	rc = evs__ix_replace(s->wix, live);
-out:
-	evs_close(s);
+	/* the connections still open on it close after the unlink */
 	unlink_index(tmp);
+	evs_close(s);
 	return rc;
 }
 

@@ -315,9 +315,14 @@ typedef struct evs__projections evs__projections;
 
 /* subscribe.c: evs_subscribe, with `idle` called on the subscription's
  * thread after each pass over the log, with the next position to look at
- * (every earlier one was delivered or filtered out). */
+ * (every earlier one was delivered or filtered out), and `ended` there
+ * when a read error ends it (evs_errmsg() says what). */
 int evs__subscribe_ex(evs_subscription **out, evs_store *s, const evs_subscribe_options *o,
-		      evs_event_cb cb, void (*idle)(void *ctx, uint64_t next), void *ctx);
+		      evs_event_cb cb, void (*idle)(void *ctx, uint64_t next),
+		      void (*ended)(void *ctx, int rc), void *ctx);
+/* Asks the subscription to stop, without waiting for it (see
+ * evs_subscription_stop, which then only waits). */
+void evs__subscription_ask_stop(evs_subscription *sub);
 /* upcast.c: does (type, version) have an upcaster? */
 bool evs__upcasters_has(evs__upcasters *r, const char *type, size_t tl, uint32_t version);
 

@@ -38,6 +38,7 @@ struct evs_subscription {
 	char **types;
 	evs_event_cb cb;
 	void (*idle)(void *ctx, uint64_t next); /* after each pass (projections) */
+	void (*ended)(void *ctx, int rc);       /* the loop ended on an error */
 	void *ctx;
 	uint32_t poll_ms;
 	_Atomic uint64_t next;
@@ -114,6 +115,8 @@ static void *sub_main(void *arg)
 		if (rc && !atomic_load(&sub->stop)) {
 			sub->rc = rc;
 			snprintf(sub->errmsg, sizeof(sub->errmsg), "%s", evs_errmsg());
+			if (sub->ended)
+				sub->ended(sub->ctx, rc);
 			break;
 		}
 		if (atomic_load(&sub->stop))
@@ -135,11 +138,12 @@ static void *sub_main(void *arg)
 int evs_subscribe(evs_subscription **out, evs_store *s, const evs_subscribe_options *o,
 		  evs_event_cb cb, void *ctx)
 {
-	return evs__subscribe_ex(out, s, o, cb, NULL, ctx);
+	return evs__subscribe_ex(out, s, o, cb, NULL, NULL, ctx);
 }
 
 int evs__subscribe_ex(evs_subscription **out, evs_store *s, const evs_subscribe_options *o,
-		      evs_event_cb cb, void (*idle)(void *ctx, uint64_t next), void *ctx)
+		      evs_event_cb cb, void (*idle)(void *ctx, uint64_t next),
+		      void (*ended)(void *ctx, int rc), void *ctx)
 {
 	evs_subscribe_options defaults = EVS_SUBSCRIBE_OPTIONS_INIT;
 	evs_subscription *sub;
@@ -161,6 +165,7 @@ int evs__subscribe_ex(evs_subscription **out, evs_store *s, const evs_subscribe_
 	sub->s = s;
 	sub->cb = cb;
 	sub->idle = idle;
+	sub->ended = ended;
 	sub->ctx = ctx;
 	sub->poll_ms = o->poll_ms ? o->poll_ms : DEFAULT_POLL_MS;
 	atomic_store(&sub->next, o->from ? o->from : 1);
@@ -195,16 +200,21 @@ uint64_t evs_subscription_position(const evs_subscription *sub)
 	return sub ? atomic_load(&((evs_subscription *)sub)->next) : 0;
 }
 
+void evs__subscription_ask_stop(evs_subscription *sub)
+{
+	atomic_store(&sub->stop, true);
+	pthread_mutex_lock(&sub->s->head_mu);
+	pthread_cond_broadcast(&sub->s->head_cv);
+	pthread_mutex_unlock(&sub->s->head_mu);
+}
+
 int evs_subscription_stop(evs_subscription *sub)
 {
 	int rc;
 
 	if (!sub)
 		return 0;
-	atomic_store(&sub->stop, true);
-	pthread_mutex_lock(&sub->s->head_mu);
-	pthread_cond_broadcast(&sub->s->head_cv);
-	pthread_mutex_unlock(&sub->s->head_mu);
+	evs__subscription_ask_stop(sub);
 	pthread_join(sub->thread, NULL);
 	atomic_fetch_sub(&sub->s->subscribers, 1);
 	rc = sub->rc;

@@ -238,9 +238,20 @@ START_TEST(test_c_projection_errors)
 	ck_assert_str_eq(t, "[{\"position\":2,\"stream\":\"a-1\",\"version\":2,\"type\":\"Added\","
 			 "\"error\":\"projection 'counts': apply returned 7 on Added at stream "
 			 "'a-1' version 2 (position 2)\",\"attempts\":3}]");
-	free(t);
 	json_decref(rows);
 	ck_assert_int_eq(evs_projections_stop(s), 0);
+
+	/* rebuilt with its own options: parked again, not failed */
+	uint64_t pos;
+	ck_assert_msg(evs_projection_rebuild_loaded(s, "counts", NULL, NULL, &pos) == 0, "%s",
+		      evs_errmsg());
+	ck_assert_uint_eq(pos, 3);
+	ck_assert_int_eq(evs_projection_parked(s, "counts", &rows), 0);
+	char *t2 = json_dumps(rows, JSON_COMPACT);
+	ck_assert_str_eq(t2, t);
+	free(t2);
+	free(t);
+	json_decref(rows);
 
 	/* fixed: replayed */
 	uint64_t done, still;
@@ -365,6 +376,8 @@ START_TEST(test_query_each_and_sql)
 		{ "PRAGMA journal_mode", "not authorized" },
 		{ "BEGIN", "not authorized" },
 		{ "SELECT 1; DELETE FROM counts", "one statement only" },
+		{ "SELECT fts3_tokenizer('simple')", "not authorized" },
+		{ "SELECT load_extension('x')", "not authorized" },
 		{ "", "no statement" },
 		{ "-- nothing", "no statement" },
 		{ "SELEC 1", "syntax error" },
@@ -379,6 +392,21 @@ START_TEST(test_query_each_and_sql)
 	}
 	ck_assert_int_eq(evs_query_sql(s, "nope", "SELECT 1", NULL, NULL, &rows, NULL),
 			 EVS_ENOTFOUND);
+	/* a query that would never end is stopped at timeout_ms */
+	evs_query_options qo = EVS_QUERY_OPTIONS_INIT;
+	qo.timeout_ms = 100;
+	ck_assert_int_eq(evs_query_sql(s, "counts", "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL "
+				       "SELECT i + 1 FROM r) SELECT count(*) FROM r", NULL, &qo,
+				       &rows, NULL), EVS_ETIMEOUT);
+	ck_assert_str_eq(evs_errmsg(), "projection 'counts' ad-hoc query: stopped after 100 ms "
+			 "(timeout_ms)");
+	/* the JSON table functions read */
+	ck_assert_msg(evs_query_sql(s, "counts", "SELECT value FROM json_each('[1,2]')", NULL,
+				    NULL, &rows, NULL) == 0, "%s", evs_errmsg());
+	t = json_dumps(rows, JSON_COMPACT);
+	ck_assert_str_eq(t, "[{\"value\":1},{\"value\":2}]");
+	free(t);
+	json_decref(rows);
 	ck_assert_int_eq(evs_query_sql(s, "counts", NULL, NULL, NULL, &rows, NULL), EVS_EINVAL);
 	t = rows_text(s, "counts", "gens", NULL, 5);
 	ck_assert_str_eq(t, "[{\"n\":5,\"lo\":1,\"hi\":1,\"events\":5}]");
@@ -463,6 +491,60 @@ START_TEST(test_max_latency)
 	s = tu_open(dir, 0, 0);
 	ck_assert_int_eq(evs_projection_register(s, &d, (const evs_projection_options *)&v1,
 						 NULL), 0);
+	evs_close(s);
+	tu_rmdir(dir);
+	free(dir);
+}
+END_TEST
+
+/* A read error under the workers (a damaged batch of an older segment,
+ * which open does not re-read): each fails with it and gives its slot
+ * back, and stopping returns it instead of hanging. */
+START_TEST(test_worker_read_error)
+{
+	char *dir = tu_mkdtemp();
+	evs_store *s = tu_open(dir, 16384, 0);
+	counter c[2];
+	evs_projection_status st;
+	char names[2][16];
+
+	for (int i = 0; i < 600; i++)
+		add(s, "a-1", "Added", 1);
+	evs_close(s);
+	ck_assert_uint_gt(tu_segment_count(dir), 2);
+	{
+		/* a byte in the middle of the second segment's batches */
+		char *seg = tu_segment_path(dir, 1);
+		size_t size;
+		char *bytes = tu_read_file(seg, &size);
+		bytes[4000] ^= 0x40;
+		ck_assert_int_eq(tu_write_file(seg, bytes, size), 0);
+		free(bytes);
+		free(seg);
+	}
+	s = tu_open(dir, 16384, 0);
+	ck_assert_int_eq(evs_projections_set_workers(s, 1), 0);
+	for (int i = 0; i < 2; i++) {
+		c[i] = (counter){ 1, 0, 0, NULL, NULL };
+		snprintf(names[i], sizeof(names[i]), "counts%d", i);
+		evs_projection_def d = counts_def(names[i], &c[i]);
+		ck_assert_int_eq(evs_projection_register(s, &d, NULL, NULL), 0);
+	}
+	ck_assert_int_eq(evs_projections_start(s), 0);
+	for (int i = 0; i < 2; i++) {
+		for (int spin = 0; spin < 20000; spin++) {
+			ck_assert_int_eq(evs_projection_status_get(&st, s, names[i]), 0);
+			if (st.failed)
+				break;
+			struct timespec nap = { 0, 1000000L };
+			nanosleep(&nap, NULL);
+		}
+		ck_assert_int_eq(st.failed, EVS_ECORRUPT);
+		ck_assert_int_eq(st.running, 0);
+	}
+	ck_assert_int_eq(evs_projections_stop(s), EVS_ECORRUPT);
+	ck_assert_msg(strstr(evs_errmsg(), "projection 'counts0': ") == evs_errmsg() &&
+		      strstr(evs_errmsg(), ".seg offset "), "%s", evs_errmsg());
 	evs_close(s);
 	tu_rmdir(dir);
 	free(dir);
@@ -596,6 +678,7 @@ int main(void)
 	tcase_add_test(tc, test_worker_limit);
 	tcase_add_test(tc, test_query_each_and_sql);
 	tcase_add_test(tc, test_max_latency);
+	tcase_add_test(tc, test_worker_read_error);
 	tcase_add_test(tc, test_rebuild_swap_while_querying);
 	suite_add_tcase(su, tc);
 	return tu_run(su);

@@ -229,8 +229,11 @@ EVS_EXTERN int evs_query_each(evs_store *store, const char *name, const char *qu
  * can only read: SQLite refuses, when the statement is prepared, anything
  * but reading tables and calling functions (no INSERT, UPDATE, DELETE,
  * CREATE, DROP, ATTACH, PRAGMA, transaction control ...), and the
- * connection is query_only.  EVS_EINVAL with SQLite's message for SQL that
- * does not compile or is refused.
+ * connection is query_only.  json_each and json_tree work; other virtual
+ * tables (FTS) may be refused.  It runs for timeout_ms at most (0: 5000),
+ * the min_position wait included, then fails with EVS_ETIMEOUT.
+ * EVS_EINVAL with SQLite's message for SQL that does not compile or is
+ * refused.
  */
 EVS_EXTERN int evs_query_sql(evs_store *store, const char *name, const char *sql,
 			     const json_t *params, const evs_query_options *options,

@@ -266,8 +266,9 @@ EVS_EXTERN int evs_verify(evs_store *store, evs_report_cb report,
  * recovery fills from the whole log with `progress` (may be NULL) in log
  * bytes; that is then copied over the live one in one transaction
  * (SQLite's backup), so readers in other processes see the old index or
- * the new one, never a mix.  The decider snapshots of the old index are
- * kept (they are checked when used).  The writer lock is held throughout:
+ * the new one, never a mix.  The decider snapshots are dropped: they were
+ * folded from the old index's answers, which are what is in doubt
+ * (evs_handle takes them again).  The writer lock is held throughout:
  * EVS_ELOCKED while another process writes.  An interrupted rebuild
  * leaves the live index as it was; the next one starts from nothing.
  * `opts` (may be NULL) as for evs_open; create and read_only are ignored.
