@@ -535,7 +535,8 @@ static int open_model(proj *p, section *sec, size_t nsec)
 	snprintf(dir, sizeof(dir), "%s/readmodels", p->s->dir);
 	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
 		return evs__err_sys(errno, "create", dir);
-	if (sqlite3_open(p->db_path, &p->db) != SQLITE_OK)
+	if (sqlite3_open_v2(p->db_path, &p->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+			    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
 		return db_err(p, p->db, "open");
 	sqlite3_busy_timeout(p->db, 5000);
 	if (sqlite3_exec(p->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
@@ -1513,7 +1514,8 @@ static int qconn_get(proj *p, qconn **out)
 		evs__free(c);
 		return evs__err(EVS_ENOMEM, "out of memory opening %s for queries", p->db_path);
 	}
-	if (sqlite3_open_v2(p->db_path, &c->db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
+	if (sqlite3_open_v2(p->db_path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+			    NULL) != SQLITE_OK ||
 	    sqlite3_exec(c->db, "PRAGMA query_only=1", NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(c->db, "BEGIN", -1, &c->begin, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(c->db, "SELECT position FROM evs_projection WHERE name = ?1", -1,
