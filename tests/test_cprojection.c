@@ -473,9 +473,10 @@ START_TEST(test_max_latency)
 		struct timespec nap = { 0, 1000000L };
 		nanosleep(&nap, NULL);
 	}
-	/* committed after the second event, while the third was applied */
+	/* committed after the second event, before the third was done
+	 * (it waits for this), so long before the worker caught up */
 	ck_assert_uint_eq(seen_at, 2);
-	ck_assert_int_eq(calls_then, 3);
+	ck_assert_int_le(calls_then, 3);
 	while (atomic_load(&sl.calls) < 5) {
 		struct timespec nap = { 0, 1000000L };
 		nanosleep(&nap, NULL);
