@@ -257,7 +257,7 @@ static uint64_t from_snapshot(evs_store *s, loader *l, uint64_t hash, bool *unfi
 
 static void save_snapshot(evs_store *s, const loader *l, uint64_t hash, bool replace)
 {
-	char *text = json_dumps(l->state, JSON_COMPACT);
+	char *text = evs__json_dumps(l->state);
 	evs__snapshot snap = { l->version, l->d->state_version, hash, text, replace };
 
 	if (text)
@@ -349,12 +349,14 @@ static char *command_metadata(const evs_handle_options *o)
 		evs_uuid_format(fresh, id);
 		corr = fresh;
 	}
-	json_object_set_new(m, "correlation_id", json_string(corr));
-	if (cause)
-		json_object_set_new(m, "causation_id", json_string(cause));
-	if (o->command_id)
-		json_object_set_new(m, "command_id", json_string(o->command_id));
-	text = json_dumps(m, JSON_COMPACT);
+	/* a member that could not be set (no memory) fails it all */
+	if (json_object_set_new(m, "correlation_id", json_string(corr)) ||
+	    (cause && json_object_set_new(m, "causation_id", json_string(cause))) ||
+	    (o->command_id && json_object_set_new(m, "command_id", json_string(o->command_id)))) {
+		json_decref(m);
+		return NULL;
+	}
+	text = evs__json_dumps(m);
 	json_decref(m);
 	return text;
 }
@@ -374,7 +376,7 @@ static int append_decision(evs_store *s, const char *stream, uint64_t expected,
 		return evs__err(EVS_ENOMEM, "out of memory appending %zu events", d->n);
 	}
 	for (size_t i = 0; i < d->n && !rc; i++) {
-		if (!(texts[i] = json_dumps(d->data[i], JSON_COMPACT))) {
+		if (!(texts[i] = evs__json_dumps(d->data[i]))) {
 			rc = evs__err(EVS_ENOMEM, "out of memory appending %zu events", d->n);
 			break;
 		}

@@ -101,6 +101,7 @@ struct evs__ix {
 	sqlite3 *db;
 	char *path;
 	sqlite3_stmt *st[Q__COUNT];
+	int prep_err;           /* why stmt() last returned NULL */
 };
 
 static int ix_err(evs__ix *ix, int rc, const char *what)
@@ -120,7 +121,7 @@ static sqlite3_stmt *stmt(evs__ix *ix, int q)
 		int rc = sqlite3_prepare_v3(ix->db, sql[q], -1, SQLITE_PREPARE_PERSISTENT,
 					    &ix->st[q], NULL);
 		if (rc != SQLITE_OK) {
-			ix_err(ix, rc, "prepare");
+			ix->prep_err = ix_err(ix, rc, "prepare");
 			return NULL;
 		}
 	}
@@ -209,7 +210,7 @@ static int exec_q(evs__ix *ix, int q, const char *what)
 {
 	sqlite3_stmt *st = stmt(ix, q);
 
-	return st ? run(ix, st, what) : EVS_EIO;
+	return st ? run(ix, st, what) : ix->prep_err;
 }
 
 int evs__ix_begin(evs__ix *ix, bool write)
@@ -222,10 +223,12 @@ int evs__ix_commit(evs__ix *ix)
 	return exec_q(ix, Q_COMMIT, "commit");
 }
 
-void evs__ix_rollback(evs__ix *ix)
+bool evs__ix_rollback(evs__ix *ix)
 {
-	if (!sqlite3_get_autocommit(ix->db))
-		exec_q(ix, Q_ROLLBACK, "rollback");
+	/* (without memory for the prepared statement, sqlite3_exec's own) */
+	if (!sqlite3_get_autocommit(ix->db) && exec_q(ix, Q_ROLLBACK, "rollback") != 0)
+		sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
+	return sqlite3_get_autocommit(ix->db) != 0;
 }
 
 int evs__ix_get_meta(evs__ix *ix, const char *key, uint64_t *out)
@@ -234,7 +237,7 @@ int evs__ix_get_meta(evs__ix *ix, const char *key, uint64_t *out)
 	int rc;
 
 	if (!st)
-		return EVS_EIO;
+		return ix->prep_err;
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
@@ -253,7 +256,7 @@ int evs__ix_put_stream(evs__ix *ix, int64_t id, const char *name, size_t len,
 	sqlite3_stmt *st = stmt(ix, Q_INS_STREAM);
 
 	if (!st)
-		return EVS_EIO;
+		return ix->prep_err;
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_text(st, 2, name, (int)len, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, created_us);
@@ -266,7 +269,7 @@ int evs__ix_head(evs__ix *ix, uint64_t *out)
 	int rc;
 
 	if (!st)
-		return EVS_EIO;
+		return ix->prep_err;
 	*out = 0;
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
@@ -290,7 +293,7 @@ int evs__ix_put_batch(evs__ix *ix, int64_t stream_id, const evs__batch_ref *b,
 	int rc;
 
 	if (!st)
-		return EVS_EIO;
+		return ix->prep_err;
 	for (uint32_t i = 1; i < b->count; i++) {
 		const uint8_t *id = ids + 16 * i;
 		if (memcmp(id, lo, 16) < 0)
@@ -324,7 +327,7 @@ int evs__ix_put_id(evs__ix *ix, const uint8_t id[16], uint64_t position)
 	sqlite3_stmt *st = stmt(ix, Q_INS_ID);
 
 	if (!st)
-		return EVS_EIO;
+		return ix->prep_err;
 	sqlite3_bind_blob(st, 1, id, 16, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (int64_t)position);
 	return run(ix, st, "write event id");
@@ -338,7 +341,7 @@ int evs__ix_find_id(evs__ix *ix, const uint8_t id[16], uint64_t *pos, evs__batch
 	int rc;
 
 	if (!st)
-		return EVS_EIO;
+		return ix->prep_err;
 	sqlite3_bind_blob(st, 1, id, 16, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
@@ -349,7 +352,7 @@ int evs__ix_find_id(evs__ix *ix, const uint8_t id[16], uint64_t *pos, evs__batch
 	if (rc != SQLITE_DONE)
 		return ix_err(ix, rc, "find event id");
 	if (!(st = stmt(ix, Q_FIND_RANGE)))
-		return EVS_EIO;
+		return ix->prep_err;
 	sqlite3_bind_blob(st, 1, id, 16, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
@@ -383,7 +386,7 @@ static int one_batch(evs__ix *ix, int q, uint64_t arg, bool bind, evs__batch_ref
 	int rc;
 
 	if (!st)
-		return EVS_EIO;
+		return ix->prep_err;
 	if (bind)
 		sqlite3_bind_int64(st, 1, (int64_t)arg);
 	rc = sqlite3_step(st);
@@ -437,7 +440,7 @@ int evs__ix_get_snapshot(evs__ix *ix, const char *stream, evs__snapshot *out)
 	int rc;
 
 	if (!st)
-		return EVS_EIO;
+		return ix->prep_err;
 	sqlite3_bind_text(st, 1, stream, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
@@ -466,7 +469,7 @@ int evs__ix_put_snapshot(evs__ix *ix, const char *stream, const evs__snapshot *s
 	sqlite3_stmt *st = stmt(ix, snap->replace ? Q_REPLACE_SNAP : Q_PUT_SNAP);
 
 	if (!st)
-		return EVS_EIO;
+		return ix->prep_err;
 	sqlite3_bind_text(st, 1, stream, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (int64_t)snap->version);
 	sqlite3_bind_int64(st, 3, (int64_t)snap->state_version);
@@ -481,7 +484,7 @@ int evs__ix_clear_snapshots(evs__ix *ix)
 	sqlite3_stmt *st = stmt(ix, Q_CLEAR_SNAPS);
 
 	if (!st)
-		return EVS_EIO;
+		return ix->prep_err;
 	return run(ix, st, "drop snapshots");
 }
 
@@ -491,7 +494,7 @@ int evs__ix_each_stream(evs__ix *ix, evs__ix_stream_cb cb, void *ctx)
 	int rc, err = 0;
 
 	if (!st)
-		return EVS_EIO;
+		return ix->prep_err;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		err = cb(sqlite3_column_int64(st, 0),
 			 (const char *)sqlite3_column_text(st, 1),
@@ -515,7 +518,7 @@ int evs__ix_stream(evs__ix *ix, const char *name, int64_t *id,
 	int rc;
 
 	if (!st)
-		return EVS_EIO;
+		return ix->prep_err;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
@@ -561,7 +564,7 @@ int evs__ix_stream_batches(evs__ix *ix, int64_t stream_id, uint64_t from,
 		/* Start at the batch holding `from`, not the first one after. */
 		st = stmt(ix, Q_FWD_START);
 		if (!st)
-			return EVS_EIO;
+			return ix->prep_err;
 		sqlite3_bind_int64(st, 1, stream_id);
 		sqlite3_bind_int64(st, 2, (int64_t)from);
 		if (sqlite3_step(st) == SQLITE_ROW &&
@@ -573,7 +576,7 @@ int evs__ix_stream_batches(evs__ix *ix, int64_t stream_id, uint64_t from,
 		st = stmt(ix, Q_BWD);
 	}
 	if (!st)
-		return EVS_EIO;
+		return ix->prep_err;
 	sqlite3_bind_int64(st, 1, stream_id);
 	sqlite3_bind_int64(st, 2, (int64_t)start);
 	return each_batch(ix, st, cb, ctx);
@@ -603,7 +606,7 @@ int evs__ix_list_streams(evs__ix *ix, const char *after, uint64_t limit,
 	sqlite3_stmt *st = stmt(ix, after ? Q_LIST_STREAMS_AFTER : Q_LIST_STREAMS);
 
 	if (!st)
-		return EVS_EIO;
+		return ix->prep_err;
 	sqlite3_bind_int64(st, 1, limit ? (int64_t)limit : -1);
 	if (after)
 		sqlite3_bind_text(st, 2, after, -1, SQLITE_STATIC);
@@ -624,7 +627,7 @@ int evs__ix_counts(evs__ix *ix, uint64_t *streams, uint64_t *batches,
 	int rc;
 
 	if (!st)
-		return EVS_EIO;
+		return ix->prep_err;
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		*streams = (uint64_t)sqlite3_column_int64(st, 0);
@@ -641,7 +644,7 @@ int evs__ix_stream_ends(evs__ix *ix, int64_t stream_id, uint64_t *first, uint64_
 	int rc;
 
 	if (!st)
-		return EVS_EIO;
+		return ix->prep_err;
 	sqlite3_bind_int64(st, 1, stream_id);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
@@ -658,7 +661,7 @@ int evs__ix_max_id(evs__ix *ix, uint8_t out[16])
 	int rc;
 
 	if (!st)
-		return EVS_EIO;
+		return ix->prep_err;
 	memset(out, 0, 16);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 16)

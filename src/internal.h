@@ -39,6 +39,13 @@ void *evs__calloc(size_t n, size_t size);
 void *evs__realloc(void *p, size_t n);
 char *evs__strdup(const char *s);
 void evs__free(void *p);
+/* json_dumps(j, JSON_COMPACT) whose text is checked: NULL when jansson
+ * ran out of memory, also part way (free with jansson's free). */
+char *evs__json_dumps(const json_t *j);
+/* Did json_loadb of text[0..len) (an object), which filled `e`, fail for
+ * want of memory?  jansson reports some of those as syntax errors, so
+ * text the JSON checker passes counts as such a failure too. */
+bool evs__json_nomem(const char *text, size_t len, const json_error_t *e);
 
 /* ---- small utilities (util.c) ---- */
 

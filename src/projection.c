@@ -292,8 +292,9 @@ static int prepare_all(proj *p, const char *sql, int line0, take_fn take, void *
 		}
 		if (!*at)
 			return 0;
-		if (sqlite3_prepare_v2(p->db, at, -1, &st, &tail) != SQLITE_OK)
-			return evs__err(EVS_EINVAL, "%s:%d: %s", p->path, line, sqlite3_errmsg(p->db));
+		if ((rc = sqlite3_prepare_v2(p->db, at, -1, &st, &tail)) != SQLITE_OK)
+			return evs__err(rc == SQLITE_NOMEM ? EVS_ENOMEM : EVS_EINVAL, "%s:%d: %s",
+					p->path, line, sqlite3_errmsg(p->db));
 		if (!st)
 			return 0;
 		if ((rc = take(p, ctx, st, line)) != 0)
@@ -315,7 +316,8 @@ static int take_setup(proj *p, void *ctx, sqlite3_stmt *st, int line)
 		;
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
-		return evs__err(EVS_EINVAL, "%s:%d: setup: %s", p->path, line, sqlite3_errmsg(p->db));
+		return evs__err(rc == SQLITE_NOMEM ? EVS_ENOMEM : EVS_EINVAL, "%s:%d: setup: %s",
+				p->path, line, sqlite3_errmsg(p->db));
 	return 0;
 }
 
@@ -484,7 +486,10 @@ static handler *handler_for(proj *p, const char *type)
 
 static int db_err(proj *p, sqlite3 *db, const char *what)
 {
-	return evs__err(EVS_EIO, "read model %s: %s: %s", p->db_path, what, sqlite3_errmsg(db));
+	int ec = sqlite3_errcode(db);
+
+	return evs__err(ec == SQLITE_NOMEM ? EVS_ENOMEM : ec == SQLITE_FULL ? EVS_ENOSPC : EVS_EIO,
+			"read model %s: %s: %s", p->db_path, what, sqlite3_errmsg(db));
 }
 
 static int read_checkpoint(proj *p, uint64_t *pos, uint64_t *hash)
@@ -773,14 +778,16 @@ static int load_proj(evs_store *s, const char *path, const evs_projection_option
 	fseek(f, 0, SEEK_END);
 	size = (size_t)ftell(f);
 	fseek(f, 0, SEEK_SET);
-	text = evs__malloc(size + 1);
-	if (text && fread(text, 1, size, f) != size) {
+	if (!(text = evs__malloc(size + 1))) {
+		fclose(f);
+		return evs__err(EVS_ENOMEM, "projection %s: out of memory reading it", path);
+	}
+	if (fread(text, 1, size, f) != size) {
 		evs__free(text);
-		text = NULL;
+		fclose(f);
+		return evs__err(EVS_EIO, "projection %s: cannot read it", path);
 	}
 	fclose(f);
-	if (!text)
-		return evs__err(EVS_EIO, "projection %s: cannot read it", path);
 	text[size] = '\0';
 	rc = load_text(s, path, text, size, NULL, o, suffix, out);
 	evs__free(text);
@@ -1125,7 +1132,8 @@ static int run_once(proj *p, const targets *t, const evs_event *ev, const char *
 			while (r == SQLITE_ROW)
 				r = sqlite3_step(st);
 			if (r != SQLITE_DONE)
-				rc = evs__err(EVS_EINVAL, "%s:%d: on %s at stream '%.*s' version %" PRIu64
+				rc = evs__err(r == SQLITE_NOMEM ? EVS_ENOMEM : EVS_EINVAL,
+					      "%s:%d: on %s at stream '%.*s' version %" PRIu64
 					      " (position %" PRIu64 "): %s", p->path, h->st[k].line, type,
 					      (int)ev->stream_len, ev->stream, ev->version, ev->position,
 					      sqlite3_errmsg(p->db));
@@ -1221,7 +1229,7 @@ static int apply_event(const evs_event *ev, void *ctx)
 		return 0;
 	if (evs__upcasters_has(p->s->upcasters, ev->type, ev->type_len, ev->schema_version)) {
 		if ((rc = evs_upcast(p->s, ev, &up, &version)) != 0 ||
-		    !(data_text = json_dumps(up, JSON_COMPACT))) {
+		    !(data_text = evs__json_dumps(up))) {
 			json_decref(up);
 			fail_worker(p, rc ? rc : evs__err(EVS_ENOMEM, "out of memory upcasting"));
 			return 1;
@@ -1549,7 +1557,8 @@ static void qconn_put(proj *p, qconn *c)
 	pthread_mutex_lock(&p->qmu);
 	for (qconn *k = p->qfree; k; k = k->next)
 		idle++;
-	if (idle < MAX_IDLE_QCONNS) {
+	/* one still in a transaction (no memory to end it) is not kept */
+	if (idle < MAX_IDLE_QCONNS && sqlite3_get_autocommit(c->db)) {
 		c->next = p->qfree;
 		p->qfree = c;
 		c = NULL;
@@ -1565,6 +1574,14 @@ static int step_once(sqlite3_stmt *st)
 
 	sqlite3_reset(st);
 	return rc;
+}
+
+/* Ends c's read transaction; false when it is still open (no memory). */
+static bool read_end(qconn *c)
+{
+	if (step_once(c->end) != SQLITE_DONE && !sqlite3_get_autocommit(c->db))
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	return sqlite3_get_autocommit(c->db) != 0;
 }
 
 /*
@@ -1593,12 +1610,14 @@ static int read_begin(proj *p, qconn *c, uint64_t min, uint32_t ms, uint64_t *po
 		sqlite3_reset(c->pos);
 		if (r != SQLITE_ROW && r != SQLITE_DONE) {
 			int rc = db_err(p, c->db, "read the checkpoint");
-			step_once(c->end);
+			read_end(c);
 			return rc;
 		}
 		if (*pos >= min)
 			return 0;
-		step_once(c->end);
+		if (!read_end(c))
+			return evs__err(EVS_ENOMEM, "read model %s: cannot end a query's transaction",
+					p->db_path);
 		clock_gettime(CLOCK_REALTIME, &now);
 		if (now.tv_sec > until.tv_sec ||
 		    (now.tv_sec == until.tv_sec && now.tv_nsec >= until.tv_nsec))
@@ -1690,7 +1709,7 @@ static int replay_event(const evs_event *ev, void *ctx)
 	targets_for(p, type, &t);
 	if (evs__upcasters_has(p->s->upcasters, ev->type, ev->type_len, ev->schema_version) &&
 	    ((r->rc = evs_upcast(p->s, ev, &up, &version)) != 0 ||
-	     !(data_text = json_dumps(up, JSON_COMPACT)))) {
+	     !(data_text = evs__json_dumps(up)))) {
 		json_decref(up);
 		if (!r->rc)
 			r->rc = evs__err(EVS_ENOMEM, "out of memory upcasting");
@@ -2068,9 +2087,11 @@ static int bind_param(sqlite3_stmt *st, int i, const json_t *v)
 	case JSON_NULL:
 		return sqlite3_bind_null(st, i);
 	default: {
-		char *t = json_dumps(v, JSON_COMPACT);
+		char *t = evs__json_dumps(v);
 		int rc = sqlite3_bind_text(st, i, t ? t : "null", -1, SQLITE_TRANSIENT);
-		free(t);
+		json_free_t jfree;
+		json_get_alloc_funcs(NULL, &jfree);
+		jfree(t);
 		return rc;
 	}
 	}
@@ -2226,7 +2247,7 @@ static int query_run(evs_store *s, const char *fn, const char *name, const char 
 				      DEFAULT_QUERY_TIMEOUT_MS);
 	}
 	c->strict = false;
-	step_once(c->end);
+	read_end(c);
 	if (!rc && position_out)
 		*position_out = pos;
 out:

@@ -231,6 +231,9 @@ int evs__schemas_check(const evs__schemas *r, const char *stream, size_t index,
 				"version %" PRIu32 " in %s", stream, index, (int)tl, type, version,
 				r->dir);
 	v = json_loadb(data, dl, JSON_DECODE_ANY, &jerr);
+	if (!v && evs__json_nomem(data, dl, &jerr))
+		return evs__err(EVS_ENOMEM, "stream '%s', event %zu: out of memory parsing its data",
+				stream, index);
 	if (!v)
 		return evs__err(EVS_EINVAL, "stream '%s', event %zu: data does not parse: %s",
 				stream, index, jerr.text);

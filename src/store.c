@@ -224,7 +224,11 @@ void evs__store_ix_put(evs_store *s, evs__ix *ix)
 {
 	if (!ix)
 		return;
-	evs__ix_rollback(ix);
+	if (!evs__ix_rollback(ix)) {
+		/* still in a transaction: not for the next reader */
+		evs__ix_close(ix);
+		return;
+	}
 	pthread_mutex_lock(&s->pool_mu);
 	if (s->npool == s->cappool) {
 		size_t ncap = s->cappool ? s->cappool * 2 : 8;

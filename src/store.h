@@ -43,7 +43,8 @@ int evs__ix_open(evs__ix **out, const char *path, bool read_only);
 void evs__ix_close(evs__ix *ix);
 int evs__ix_begin(evs__ix *ix, bool write);
 int evs__ix_commit(evs__ix *ix);
-void evs__ix_rollback(evs__ix *ix);
+/* Ends the open transaction, if any; false when it could not. */
+bool evs__ix_rollback(evs__ix *ix);
 int evs__ix_get_meta(evs__ix *ix, const char *key, uint64_t *out);
 int evs__ix_put_stream(evs__ix *ix, int64_t id, const char *name, size_t len,
 		       int64_t created_us);

@@ -326,7 +326,7 @@ uint64_t evs__upcasters_hash(evs__upcasters *r)
 static json_t *apply_sql(evs__upcasters *r, const upcaster *u, json_t *data,
 			 const evs_event *ev, int *rc)
 {
-	char *in = json_dumps(data, JSON_COMPACT);
+	char *in = evs__json_dumps(data);
 	json_t *out = NULL;
 	int step;
 
@@ -336,7 +336,11 @@ static json_t *apply_sql(evs__upcasters *r, const upcaster *u, json_t *data,
 		return NULL;
 	}
 	sqlite3_bind_text(u->expr, 1, in, -1, SQLITE_TRANSIENT);
-	free(in);
+	{
+		json_free_t jfree;
+		json_get_alloc_funcs(NULL, &jfree);
+		jfree(in);
+	}
 	step = sqlite3_step(u->expr);
 	if (step == SQLITE_ROW && sqlite3_column_type(u->expr, 0) == SQLITE_TEXT) {
 		out = json_loads((const char *)sqlite3_column_text(u->expr, 0), 0, NULL);
@@ -367,6 +371,9 @@ int evs_upcast(evs_store *s, const evs_event *ev, json_t **data_out, uint32_t *v
 		return evs__err(EVS_EINVAL, "evs_upcast: NULL argument");
 	*data_out = NULL;
 	data = json_loadb(ev->data, ev->data_len, 0, &jerr);
+	if (!data && evs__json_nomem(ev->data, ev->data_len, &jerr))
+		return evs__err(EVS_ENOMEM, "stream '%.*s' position %" PRIu64 ": out of memory "
+				"parsing its data", (int)ev->stream_len, ev->stream, ev->position);
 	if (!data)
 		return evs__err(EVS_ECORRUPT, "stream '%.*s' position %" PRIu64 ": stored data "
 				"does not parse: %s", (int)ev->stream_len, ev->stream, ev->position,

@@ -3,6 +3,9 @@
  * one place the library allocates through, so an allocator hook or an
  * out-of-memory test has a single point to hold.
  */
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,19 +15,34 @@
 #include "internal.h"
 #include "jsoncheck.h"
 
+/* The allocator (evs_set_allocator); NULL functions: the C library's. */
+static evs_allocator alloc;
+
 void *evs__malloc(size_t n)
 {
-	return malloc(n ? n : 1);
+	n = n ? n : 1;
+	return alloc.alloc ? alloc.alloc(n, alloc.ctx) : malloc(n);
 }
 
 void *evs__calloc(size_t n, size_t size)
 {
-	return calloc(n ? n : 1, size ? size : 1);
+	void *p;
+
+	n = n ? n : 1;
+	size = size ? size : 1;
+	if (!alloc.alloc)
+		return calloc(n, size);
+	if (size && n > SIZE_MAX / size)
+		return NULL;
+	if ((p = alloc.alloc(n * size, alloc.ctx)))
+		memset(p, 0, n * size);
+	return p;
 }
 
 void *evs__realloc(void *p, size_t n)
 {
-	return realloc(p, n ? n : 1);
+	n = n ? n : 1;
+	return alloc.resize ? alloc.resize(p, n, alloc.ctx) : realloc(p, n);
 }
 
 char *evs__strdup(const char *s)
@@ -39,7 +57,143 @@ char *evs__strdup(const char *s)
 
 void evs__free(void *p)
 {
-	free(p);
+	if (alloc.release)
+		alloc.release(p, alloc.ctx);
+	else
+		free(p);
+}
+
+/*
+ * SQLite asks for the size of its allocations, so each one it gets
+ * carries its size in a header of 16 bytes (keeping the alignment).
+ */
+#define SQL_HDR 16
+
+static void *sql_malloc(int n)
+{
+	uint8_t *p = evs__malloc((size_t)n + SQL_HDR);
+
+	if (!p)
+		return NULL;
+	memcpy(p, &(size_t){ (size_t)n }, sizeof(size_t));
+	return p + SQL_HDR;
+}
+
+static void sql_free(void *p)
+{
+	if (p)
+		evs__free((uint8_t *)p - SQL_HDR);
+}
+
+static void *sql_realloc(void *p, int n)
+{
+	uint8_t *q = evs__realloc((uint8_t *)p - SQL_HDR, (size_t)n + SQL_HDR);
+
+	if (!q)
+		return NULL;
+	memcpy(q, &(size_t){ (size_t)n }, sizeof(size_t));
+	return q + SQL_HDR;
+}
+
+static int sql_size(void *p)
+{
+	size_t n;
+
+	memcpy(&n, (uint8_t *)p - SQL_HDR, sizeof(n));
+	return (int)n;
+}
+
+static int sql_roundup(int n)
+{
+	return (n + 7) & ~7;
+}
+
+static int sql_init(void *ctx)
+{
+	(void)ctx;
+	return SQLITE_OK;
+}
+
+static void sql_shutdown(void *ctx)
+{
+	(void)ctx;
+}
+
+static void *json_malloc(size_t n)
+{
+	return evs__malloc(n);
+}
+
+static void json_free(void *p)
+{
+	evs__free(p);
+}
+
+/*
+ * json_dumps(j, JSON_COMPACT) that never hands back malformed text: the
+ * out-of-memory sweep caught jansson 2.14 returning text with a key cut
+ * out when an allocation failed part way.  The text is checked (objects
+ * by the JSON checker, anything else parsed again) and NULL returned, as
+ * for no memory, when it is not what it should be.  Free with jansson's
+ * free function.
+ */
+char *evs__json_dumps(const json_t *j)
+{
+	char *t = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+	json_free_t jfree;
+	size_t off;
+	bool ok;
+
+	if (!t)
+		return NULL;
+	if (json_is_object(j)) {
+		ok = evs__json_check_object(t, strlen(t), &off) == 0;
+	} else {
+		json_t *back = json_loads(t, JSON_DECODE_ANY, NULL);
+		ok = back != NULL;
+		json_decref(back);
+	}
+	if (ok)
+		return t;
+	json_get_alloc_funcs(NULL, &jfree);
+	jfree(t);
+	return NULL;
+}
+
+bool evs__json_nomem(const char *text, size_t len, const json_error_t *e)
+{
+	size_t off;
+
+	return json_error_code(e) == json_error_out_of_memory ||
+	       evs__json_check_object(text, len, &off) == 0;
+}
+
+int evs_set_allocator(const evs_allocator *a)
+{
+	static const sqlite3_mem_methods sql = {
+		sql_malloc, sql_free, sql_realloc, sql_size, sql_roundup, sql_init,
+		sql_shutdown, NULL,
+	};
+	evs_allocator none = { NULL, NULL, NULL, NULL };
+
+	evs__err_clear();
+	if (a && (!a->alloc || !a->resize || !a->release))
+		return evs__err(EVS_EINVAL, "evs_set_allocator: alloc, resize and release are all "
+				"needed");
+	sqlite3_shutdown();
+	alloc = a ? *a : none;
+	if (a) {
+		if (sqlite3_config(SQLITE_CONFIG_MALLOC, &sql) != SQLITE_OK) {
+			alloc = none;
+			return evs__err(EVS_EINVAL, "evs_set_allocator: SQLite refused it");
+		}
+		json_set_alloc_funcs(json_malloc, json_free);
+	} else {
+		/* SQLite's own again: the one it was built with */
+		sqlite3_config(SQLITE_CONFIG_MALLOC, &(sqlite3_mem_methods){ 0 });
+		json_set_alloc_funcs(malloc, free);
+	}
+	return 0;
 }
 
 void evs_free(void *p)

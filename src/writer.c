@@ -432,35 +432,43 @@ static void cut_back(evs_store *s, uint64_t from, size_t len)
 }
 
 /*
- * Hands the group's accepted batches to the indexer (copying what it needs:
- * the requests' buffers belong to their threads) and publishes the new
- * acknowledged head.
+ * What the group grp[0..n) can need to be indexed, allocated before
+ * anything of it is admitted: the batches' copy for the indexer (*g,
+ * *area) and room for their given ids.  So running out of memory fails
+ * the requests with nothing written, and the store goes on.
  */
-static int queue_for_index(evs_store *s, evs__req **grp, size_t n)
+static int index_room(evs_store *s, evs__req **grp, size_t n, evs__pgroup **g, uint8_t **area)
 {
-	size_t nacc = 0, extra = 0;
-	evs__pgroup *g;
-	uint8_t *area;
+	size_t extra = 0, given = 0;
 
 	for (size_t k = 0; k < n; k++) {
-		if (!grp[k]->accepted)
-			continue;
-		nacc++;
-		extra += 16u * grp[k]->count + (grp[k]->new_stream ? grp[k]->stream_len + 1 : 0);
+		extra += 16u * grp[k]->count + grp[k]->stream_len + 1;
+		if (grp[k]->ids_given)
+			given += grp[k]->count;
 	}
-	g = evs__pgroup_new(nacc, extra, &area);
-	if (!g)
+	if (!(*g = evs__pgroup_new(n, extra, area)))
 		return evs__err(EVS_ENOMEM, "store %s: out of memory queueing %zu batches for "
-				"the index", s->dir, nacc);
+				"the index", s->dir, n);
+	if (given && !pids_reserve(s, given)) {
+		evs__free(*g);
+		*g = NULL;
+		return evs__err(EVS_ENOMEM, "store %s: out of memory recording event ids", s->dir);
+	}
+	return 0;
+}
+
+/*
+ * Hands the group's accepted batches to the indexer in g (from index_room:
+ * copying what it needs, since the requests' buffers belong to their
+ * threads) and publishes the new acknowledged head.
+ */
+static int queue_for_index(evs_store *s, evs__req **grp, size_t n, evs__pgroup *g,
+			   uint8_t *area)
+{
 	for (size_t k = 0; k < n; k++) {
 		evs__req *r = grp[k];
 		if (!r->accepted || !r->ids_given)
 			continue;
-		if (!pids_reserve(s, r->count)) {
-			evs__free(g);
-			return evs__err(EVS_ENOMEM, "store %s: out of memory recording event ids",
-					s->dir);
-		}
 		for (uint32_t i = 0; i < r->count; i++)
 			pid_insert(s->pids, s->pids_cap, r->ids + 16 * i, r->res.first_position + i);
 		s->pids_n += r->count;
@@ -518,6 +526,8 @@ static size_t lead(evs_store *s, evs__req **grp, size_t n)
 	size_t niov = 0, taken, total = 0;
 	uint64_t start_off, first_pos = s->next_position;
 	int failed = atomic_load(&s->failed);
+	evs__pgroup *g = NULL;
+	uint8_t *area = NULL;
 	int rc;
 
 	if (failed) {
@@ -527,10 +537,16 @@ static size_t lead(evs_store *s, evs__req **grp, size_t n)
 						  evs_errname(failed)));
 		return n;
 	}
+	if ((rc = index_room(s, grp, n, &g, &area)) != 0) {
+		for (size_t k = 0; k < n; k++)
+			req_fail(grp[k], rc);
+		return n;
+	}
 	/* The first request decides whether the segment must roll. */
 	if (s->wfd < 0 || seg_room(s) < grp[0]->len) {
 		rc = roll(s);
 		if (rc) {
+			evs__free(g);
 			for (size_t k = 0; k < n; k++)
 				req_fail(grp[k], rc);
 			return n;
@@ -585,8 +601,10 @@ static size_t lead(evs_store *s, evs__req **grp, size_t n)
 		total += r->len;
 	}
 	lix_end(s);
-	if (niov == 0)
+	if (niov == 0) {
+		evs__free(g);
 		return taken;
+	}
 
 	/* One write, one sync for the whole group. */
 	ssize_t w = evs__os_table.pwritev(s->wfd, iov, (int)niov, (off_t)start_off);
@@ -609,7 +627,7 @@ static size_t lead(evs_store *s, evs__req **grp, size_t n)
 			      memory_order_relaxed);
 	if (s->woff > s->wsize / 16)
 		evs__spare_want(s);
-	rc = queue_for_index(s, grp, taken);
+	rc = queue_for_index(s, grp, taken, g, area);
 	if (rc) {
 		/* The events are durable in the log and will be indexed at the
 		 * next open; the store cannot go on without its index. */
@@ -625,6 +643,7 @@ static size_t lead(evs_store *s, evs__req **grp, size_t n)
 	return taken;
 
 io_failed:
+	evs__free(g);
 	fail_store(s, rc);
 	cut_back(s, start_off, total);
 	s->next_position = first_pos;

@@ -69,6 +69,30 @@ EVS_EXTERN const char *evs_errmsg(void);
 /* Frees memory the library handed to the caller (strings, arrays).  NULL ok. */
 EVS_EXTERN void evs_free(void *p);
 
+/*
+ * An allocator for the library and for the SQLite and jansson it uses, in
+ * the roles of malloc, realloc and free (named apart from them, which may
+ * be macros): alloc and resize return NULL when they fail, which calls
+ * then report as EVS_ENOMEM (or the store fails, where an allocation of a
+ * background thread failed).  ctx is passed back as is.
+ */
+typedef struct evs_allocator {
+	void *(*alloc)(size_t n, void *ctx);
+	void *(*resize)(void *p, size_t n, void *ctx);
+	void (*release)(void *p, void *ctx);
+	void *ctx;
+} evs_allocator;
+
+/*
+ * Routes every allocation of the library, of SQLite and of jansson through
+ * `a` (copied; NULL: back to the C library's).  Call it first, before any
+ * other evstore, SQLite or jansson call in the process and with no thread
+ * using them: SQLite accepts an allocator only while it is not initialised
+ * (this shuts it down first), and memory from one allocator must not be
+ * freed by another.  EVS_EINVAL when SQLite refuses it.
+ */
+EVS_EXTERN int evs_set_allocator(const evs_allocator *a);
+
 /* The library's version, "MAJOR.MINOR.PATCH", static. */
 EVS_EXTERN const char *evs_version(void);
 
