@@ -49,6 +49,9 @@ bool evs__json_nomem(const char *text, size_t len, const json_error_t *e);
 
 /* ---- small utilities (util.c) ---- */
 
+/* Removes an SQLite database file and its -wal and -shm files. */
+void evs__unlink_db(const char *path);
+
 int64_t evs__now_us(void);
 uint64_t evs__monotonic_ns(void);
 /* A version 7 (time-ordered) UUID: generated ids sort by creation time so

@@ -1831,17 +1831,6 @@ static int rebuild_event(const evs_event *ev, void *ctx)
 	return stop;
 }
 
-static void unlink_db(const char *path)
-{
-	char side[4300];
-
-	unlink(path);
-	snprintf(side, sizeof(side), "%s-wal", path);
-	unlink(side);
-	snprintf(side, sizeof(side), "%s-shm", path);
-	unlink(side);
-}
-
 /*
  * Builds a twin of a projection over readmodels/<name>.rebuild.db, from
  * nothing: of the file at `path`, or of the loaded projection `of` (its
@@ -1883,11 +1872,11 @@ static int load_twin(evs_store *s, const char *path, const proj *of, const char 
 	o.batch_size = 65536;
 	o.max_latency_ms = UINT32_MAX;
 	/* what an interrupted rebuild left is not trusted */
-	unlink_db(tmp);
+	evs__unlink_db(tmp);
 	rc = from_def ? load_def(s, &of->c, &o, ".rebuild.db", out) :
 			load_proj(s, path, &o, ".rebuild.db", out);
 	if (rc)
-		unlink_db(tmp);
+		evs__unlink_db(tmp);
 	return rc;
 }
 
@@ -1969,7 +1958,7 @@ out:
 		char tmp[4200];
 		snprintf(tmp, sizeof(tmp), "%s", p->db_path);
 		proj_free(p);
-		unlink_db(tmp);
+		evs__unlink_db(tmp);
 	}
 	return rc;
 }

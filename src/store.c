@@ -775,17 +775,6 @@ static int create_layout(evs_store *s, const char *lockpath)
 	return 0;
 }
 
-static void unlink_index(const char *path)
-{
-	char side[4300];
-
-	unlink(path);
-	snprintf(side, sizeof(side), "%s-wal", path);
-	unlink(side);
-	snprintf(side, sizeof(side), "%s-shm", path);
-	unlink(side);
-}
-
 /* evs_open, over index file `ixname` in dir; `progress` for recovery.
  * `fresh`: the index file is removed first, once the lock is taken, and
  * again if the open fails after that. */
@@ -925,7 +914,7 @@ static int open_store(evs_store **out, const char *dir, const evs_options *opts,
 		}
 		locked = true;
 		if (fresh)
-			unlink_index(ixpath);
+			evs__unlink_db(ixpath);
 		rc = evs__ix_open(&s->wix, ixpath, false);
 		if (!rc)
 			rc = evs__ix_open(&s->lix, ixpath, true);
@@ -962,7 +951,7 @@ static int open_store(evs_store **out, const char *dir, const evs_options *opts,
 fail:
 	/* still under the lock: nobody else's file */
 	if (fresh && locked)
-		unlink_index(ixpath);
+		evs__unlink_db(ixpath);
 	evs_close(s);
 	return rc;
 }
@@ -1011,7 +1000,7 @@ int evs_rebuild_index(const char *dir, const evs_options *opts, evs_progress_cb 
 		return rc;
 	rc = evs__ix_replace(s->wix, live);
 	/* the connections still open on it close after the unlink */
-	unlink_index(tmp);
+	evs__unlink_db(tmp);
 	evs_close(s);
 	return rc;
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "jsoncheck.h"
@@ -199,6 +200,17 @@ int evs_set_allocator(const evs_allocator *a)
 void evs_free(void *p)
 {
 	evs__free(p);
+}
+
+void evs__unlink_db(const char *path)
+{
+	char side[4300];
+
+	unlink(path);
+	snprintf(side, sizeof(side), "%s-wal", path);
+	unlink(side);
+	snprintf(side, sizeof(side), "%s-shm", path);
+	unlink(side);
 }
 
 const char *evs_version(void)
