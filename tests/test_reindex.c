@@ -156,6 +156,12 @@ START_TEST(test_rebuild_refused)
 	evs_close(s);
 
 	ck_assert_int_eq(evs_rebuild_index(NULL, NULL, NULL, NULL), EVS_EINVAL);
+	/* an allocator missing a function is refused before anything changes
+	 * (the store above was just used with the default one) */
+	evs_allocator half = { NULL, NULL, NULL, NULL };
+	ck_assert_int_eq(evs_set_allocator(&half), EVS_EINVAL);
+	ck_assert_str_eq(evs_errmsg(), "evs_set_allocator: alloc, resize and release are all "
+			 "needed");
 	ck_assert_int_eq(evs_rebuild_index(missing, NULL, NULL, NULL), EVS_ENOTFOUND);
 	ck_assert_int_ne(access(missing, F_OK), 0);
 	evs_options o = EVS_OPTIONS_INIT;
