@@ -1,7 +1,7 @@
 /*
  * test_crash.c: kill -9 in the middle of appends.
  *
- * A child process appends with 8 threads (single-event and multi-event
+ * A child process appends with 8 threads (single-event and 100-event
  * appends, streams shared between threads and streams of their own,
  * durability sync, tiny segments so rolls happen) and records every
  * acknowledged event in a side file.  The parent kills it with SIGKILL at a
@@ -13,7 +13,15 @@
  * After each kill, `evstore verify` (the tool named by $EVSTORE) checks the
  * store read-only, as an operator would, before it is reopened.
  *
- * EVS_CRASH_ITERATIONS sets the number of kills (default 12).
+ * The second test does the same with a projection running in the child:
+ * after every kill its read model must equal, row for row, what the log up
+ * to the read model's checkpoint gives (so no event was applied twice or
+ * skipped), and at the end it catches up to the head.
+ *
+ * EVS_CRASH_ITERATIONS sets the number of kills per test (default 50, the
+ * CI run; the long run is 2000).  A store takes EVS_CRASH_EPOCH kills
+ * (default 10) before the next one starts empty, so that the checks after
+ * each kill, which read the whole log, stay bounded in a long run.
  */
 #include <check.h>
 #include <fcntl.h>
@@ -27,10 +35,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "evstore/projection.h"
 #include "store.h"
 #include "testutil.h"
 
 #define THREADS 8
+#define BIG 100 /* events in a multi-event append */
 
 /* One acknowledged event, as the child records it. */
 typedef struct ack {
@@ -46,6 +56,23 @@ static pthread_mutex_t side_mu = PTHREAD_MUTEX_INITIALIZER;
 static evs_store *child_store;
 static uint32_t round_no;
 
+/* A projection of the Crashed events: per stream, how many, the last
+ * version and position, and the sum of their "k". */
+static const char count_sql[] =
+	"-- setup\n"
+	"CREATE TABLE IF NOT EXISTS per_stream (stream TEXT PRIMARY KEY, n INTEGER NOT NULL,\n"
+	"  last_version INTEGER NOT NULL, last_position INTEGER NOT NULL,\n"
+	"  ksum INTEGER NOT NULL);\n"
+	"-- on: Crashed\n"
+	"INSERT INTO per_stream VALUES (:stream, 1, :version, :position,\n"
+	"  json_extract(:data, '$.k'))\n"
+	"  ON CONFLICT (stream) DO UPDATE SET n = n + 1,\n"
+	"  last_version = excluded.last_version, last_position = excluded.last_position,\n"
+	"  ksum = ksum + excluded.ksum;\n"
+	"-- query: all\n"
+	"SELECT stream, n, last_version, last_position, ksum FROM per_stream\n"
+	"  ORDER BY stream;\n";
+
 static void event_data(char *buf, size_t n, uint32_t round, uint32_t t, uint32_t seq,
 		       uint32_t k)
 {
@@ -53,18 +80,29 @@ static void event_data(char *buf, size_t n, uint32_t round, uint32_t t, uint32_t
 		 "\"pad\":\"abcdefghijklmnopqrstuvwxyz\"}", round, t, seq, k);
 }
 
+static uint64_t fnv(const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	uint64_t h = 1469598103934665603ull;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 1099511628211ull;
+	return h;
+}
+
 static void *child_thread(void *arg)
 {
 	uint32_t t = (uint32_t)(uintptr_t)arg;
 	uint64_t own_version = 0;
 	char own[24];
+	static __thread char data[BIG][128];
+	static __thread evs_new_event ev[BIG];
+	static __thread uint8_t ids[BIG][16];
+	static __thread ack a[BIG];
 
 	snprintf(own, sizeof(own), "own%u-r%u", t, round_no);
 	for (uint32_t seq = 0;; seq++) {
-		char data[8][160];
-		evs_new_event ev[8];
-		uint8_t ids[8][16];
-		uint32_t n = seq % 3 == 0 ? 8 : 1;
+		uint32_t n = seq % 3 == 0 ? BIG : 1;
 		bool shared = seq % 2 == 0;
 		char stream[24];
 		evs_append_result r;
@@ -73,9 +111,9 @@ static void *child_thread(void *arg)
 			snprintf(stream, sizeof(stream), "shared-%u", seq % 5);
 		else
 			snprintf(stream, sizeof(stream), "%s", own);
+		evs__uuid_v7_seq(&ids[0][0], n, evs__now_us());
 		for (uint32_t k = 0; k < n; k++) {
 			event_data(data[k], sizeof(data[k]), round_no, t, seq, k);
-			evs__uuid_v7(ids[k], evs__now_us());
 			ev[k] = (evs_new_event){ "Crashed", data[k], NULL, ids[k], 0 };
 		}
 		int rc = evs_append(child_store, stream,
@@ -86,7 +124,6 @@ static void *child_thread(void *arg)
 		}
 		if (!shared)
 			own_version = r.last_version;
-		ack a[8];
 		for (uint32_t k = 0; k < n; k++) {
 			memset(&a[k], 0, sizeof(a[k]));
 			a[k].position = r.first_position + k;
@@ -106,7 +143,7 @@ static void *child_thread(void *arg)
 	return NULL;
 }
 
-static void child_main(const char *dir, const char *side)
+static void child_main(const char *dir, const char *side, const char *projection)
 {
 	evs_options o = EVS_OPTIONS_INIT;
 	pthread_t th[THREADS];
@@ -117,6 +154,15 @@ static void child_main(const char *dir, const char *side)
 		fprintf(stderr, "child open failed: %s\n", evs_errmsg());
 		_exit(2);
 	}
+	if (projection) {
+		evs_projection_options po = EVS_PROJECTION_OPTIONS_INIT;
+		po.batch_size = 50;
+		if (evs_projection_load(child_store, projection, &po, NULL) != 0 ||
+		    evs_projections_start(child_store) != 0) {
+			fprintf(stderr, "child projection failed: %s\n", evs_errmsg());
+			_exit(2);
+		}
+	}
 	side_fd = open(side, O_WRONLY | O_APPEND | O_CREAT, 0644);
 	if (side_fd < 0)
 		_exit(2);
@@ -126,12 +172,31 @@ static void child_main(const char *dir, const char *side)
 		pause();
 }
 
+/* What the log holds at each position, for checking acknowledgements in
+ * constant time each. */
+typedef struct slot {
+	uint8_t id[16];
+	uint64_t version;
+	uint64_t stream_hash, data_hash;
+} slot;
+
+/* Per stream, the projection's row as the log up to a position gives it. */
+typedef struct expect {
+	char stream[24];
+	uint64_t n, last_version, last_position, ksum;
+} expect;
+
 typedef struct seen {
-	evs__map ids;      /* id (as 32 hex chars) -> position, in .version */
+	evs__map ids;      /* id (as 36 chars) -> position, in .version */
 	uint64_t next_position;
 	evs__map versions; /* stream -> last version */
 	int dup;
 	char err[512];
+	slot *slots;       /* [position - 1] */
+	size_t nslots, cap;
+	uint64_t project_to; /* fill `rows` with the Crashed events up to it */
+	expect *rows;
+	size_t nrows;
 } seen;
 
 static int check_event(const evs_event *ev, void *ctx)
@@ -155,42 +220,149 @@ static int check_event(const evs_event *ev, void *ctx)
 	if (h->version)
 		s->dup++;
 	h->version = ev->position;
+
+	if (s->nslots == s->cap) {
+		s->cap = s->cap ? s->cap * 2 : 4096;
+		s->slots = realloc(s->slots, s->cap * sizeof(slot));
+		ck_assert_ptr_nonnull(s->slots);
+	}
+	slot *sl = &s->slots[s->nslots++];
+	memcpy(sl->id, ev->id, 16);
+	sl->version = ev->version;
+	sl->stream_hash = fnv(ev->stream, ev->stream_len);
+	/* a Crashed event has no metadata: an empty one hashes in too */
+	sl->data_hash = strcmp(ev->type, "Crashed") == 0 && ev->metadata_len == 0
+			? fnv(ev->data, ev->data_len) : 0;
+
+	if (ev->position <= s->project_to && strcmp(ev->type, "Crashed") == 0) {
+		expect *e = NULL;
+		for (size_t i = 0; i < s->nrows; i++)
+			if (strcmp(s->rows[i].stream, ev->stream) == 0)
+				e = &s->rows[i];
+		if (!e) {
+			s->rows = realloc(s->rows, (s->nrows + 1) * sizeof(expect));
+			ck_assert_ptr_nonnull(s->rows);
+			e = &s->rows[s->nrows++];
+			memset(e, 0, sizeof(*e));
+			snprintf(e->stream, sizeof(e->stream), "%s", ev->stream);
+		}
+		json_t *d = json_loads(ev->data, 0, NULL);
+		e->n++;
+		e->last_version = ev->version;
+		e->last_position = ev->position;
+		e->ksum += (uint64_t)json_integer_value(json_object_get(d, "k"));
+		json_decref(d);
+	}
 	return 0;
 }
 
-typedef struct lookup {
-	const ack *a;
-	bool found;
-	char data[160];
-} lookup;
-
-static int find_version(const evs_event *ev, void *ctx)
+static int by_stream(const void *a, const void *b)
 {
-	lookup *l = ctx;
-
-	l->found = ev->position == l->a->position && memcmp(ev->id, l->a->id, 16) == 0 &&
-		   strcmp(ev->type, "Crashed") == 0 && strcmp(ev->data, l->data) == 0 &&
-		   ev->metadata_len == 0;
-	return 1;
+	return strcmp(((const expect *)a)->stream, ((const expect *)b)->stream);
 }
 
-START_TEST(test_kill9_loop)
+static uint64_t head_of(evs_store *s)
 {
-	char *dir = tu_mkdtemp(), *store, *side;
-	const char *env = getenv("EVS_CRASH_ITERATIONS");
-	int iterations = env ? atoi(env) : 12;
-	uint64_t total_checked = 0;
-	int verified = 0;
+	evs_stats st;
 
-	ck_assert_int_ge(asprintf(&store, "%s/store", dir), 0);
-	ck_assert_int_ge(asprintf(&side, "%s/acks", dir), 0);
-	srand((unsigned)time(NULL));
+	ck_assert_int_eq(evs_stats_get(&st, s), 0);
+	return st.head_position;
+}
+
+/* The read model's rows against the log's up to its checkpoint; with
+ * at_head, after the projection has caught up.  Loads it unless loaded. */
+static void check_read_model(evs_store *s, const char *projection, int it, bool load,
+			     bool at_head)
+{
+	seen sn;
+	json_t *rows;
+	uint64_t at = 0;
+	evs_query_options qo = EVS_QUERY_OPTIONS_INIT;
+
+	ck_assert_msg(!load || evs_projection_load(s, projection, NULL, NULL) == 0,
+		      "kill %d: load: %s", it, evs_errmsg());
+	if (at_head) {
+		ck_assert_int_eq(evs_projections_start(s), 0);
+		qo.min_position = head_of(s);
+		qo.timeout_ms = 60000;
+	}
+	ck_assert_msg(evs_query(s, "count", "all", NULL, &qo, &rows, &at) == 0,
+		      "kill %d: query: %s", it, evs_errmsg());
+	ck_assert_uint_le(at, head_of(s));
+	memset(&sn, 0, sizeof(sn));
+	sn.next_position = 1;
+	sn.project_to = at;
+	ck_assert_int_eq(evs_read_all(s, 1, at, NULL, check_event, &sn), 0);
+	qsort(sn.rows, sn.nrows, sizeof(expect), by_stream);
+	ck_assert_msg(json_array_size(rows) == sn.nrows,
+		      "kill %d: %zu rows at position %llu, the log gives %zu", it,
+		      json_array_size(rows), (unsigned long long)at, sn.nrows);
+	for (size_t i = 0; i < sn.nrows; i++) {
+		json_t *r = json_array_get(rows, i);
+		const expect *e = &sn.rows[i];
+		ck_assert_str_eq(json_string_value(json_object_get(r, "stream")), e->stream);
+		ck_assert_msg((uint64_t)json_integer_value(json_object_get(r, "n")) == e->n &&
+			      (uint64_t)json_integer_value(json_object_get(r, "last_version")) ==
+				      e->last_version &&
+			      (uint64_t)json_integer_value(json_object_get(r, "last_position")) ==
+				      e->last_position &&
+			      (uint64_t)json_integer_value(json_object_get(r, "ksum")) == e->ksum,
+			      "kill %d: read model at %llu has %s n=%lld, the log gives %llu", it,
+			      (unsigned long long)at, e->stream,
+			      (long long)json_integer_value(json_object_get(r, "n")),
+			      (unsigned long long)e->n);
+	}
+	json_decref(rows);
+	free(sn.rows);
+	free(sn.slots);
+	evs__map_free(&sn.ids);
+	evs__map_free(&sn.versions);
+	if (at_head)
+		ck_assert_int_eq(evs_projections_stop(s), 0);
+}
+
+static void run_verify(const char *store, int it)
+{
+	const char *tool = getenv("EVSTORE");
+	char cmd[8192];
+
+	if (!tool || !*tool)
+		return;
+	snprintf(cmd, sizeof(cmd), "'%s' verify --quiet '%s' >/dev/null", tool, store);
+	int vs = system(cmd);
+	ck_assert_msg(WIFEXITED(vs) && WEXITSTATUS(vs) == 0,
+		      "kill %d: evstore verify exited %d", it, WEXITSTATUS(vs));
+}
+
+static void kill_loop(bool with_projection)
+{
+	char *dir = tu_mkdtemp(), *store = NULL, *side = NULL, *projection;
+	const char *env = getenv("EVS_CRASH_ITERATIONS");
+	const char *env_epoch = getenv("EVS_CRASH_EPOCH");
+	int iterations = env ? atoi(env) : 50;
+	int epoch = env_epoch && atoi(env_epoch) > 0 ? atoi(env_epoch) : 10;
+	uint64_t total_checked = 0, most = 0;
+	int verified = 0, stores = 0;
+
+	ck_assert_int_ge(asprintf(&projection, "%s/count.sql", dir), 0);
+	ck_assert_int_eq(tu_write_file(projection, count_sql, strlen(count_sql)), 0);
+	srand((unsigned)time(NULL) ^ (unsigned)getpid());
 	for (int it = 0; it < iterations; it++) {
+		if (it % epoch == 0) {
+			if (store)
+				tu_rmdir(store);
+			free(store);
+			free(side);
+			ck_assert_int_ge(asprintf(&store, "%s/store%d", dir, stores), 0);
+			ck_assert_int_ge(asprintf(&side, "%s/acks%d", dir, stores), 0);
+			unlink(side);
+			stores++;
+		}
 		round_no = (uint32_t)it;
 		pid_t pid = fork();
 		ck_assert_int_ge(pid, 0);
 		if (pid == 0)
-			child_main(store, side);
+			child_main(store, side, with_projection ? projection : NULL);
 		/* let it run 30-250 ms, then kill it mid-flight */
 		struct timespec ts = { 0, (30 + rand() % 220) * 1000000L };
 		nanosleep(&ts, NULL);
@@ -210,15 +382,8 @@ START_TEST(test_kill9_loop)
 
 		/* The operator's check, before any writer has recovered the
 		 * store: read-only, it must find the acknowledged log clean. */
-		const char *tool = getenv("EVSTORE");
-		if (tool && *tool) {
-			char cmd[8192];
-			snprintf(cmd, sizeof(cmd), "'%s' verify --quiet '%s' >/dev/null", tool, store);
-			int vs = system(cmd);
-			ck_assert_msg(WIFEXITED(vs) && WEXITSTATUS(vs) == 0,
-				      "kill %d: evstore verify exited %d", it, WEXITSTATUS(vs));
-			verified++;
-		}
+		run_verify(store, it);
+		verified += getenv("EVSTORE") && *getenv("EVSTORE");
 
 		evs_options o = EVS_OPTIONS_INIT;
 		evs_store *s = NULL;
@@ -241,17 +406,28 @@ START_TEST(test_kill9_loop)
 		size_t n = acks ? size / sizeof(ack) : 0;
 		for (size_t i = 0; i < n; i++) {
 			const ack *a = (const ack *)acks + i;
-			lookup l = { a, false, "" };
-			event_data(l.data, sizeof(l.data), a->round, a->thread, a->seq, a->k);
-			int rc = evs_read_stream(s, a->stream, a->version, EVS_FORWARD, 1,
-						 find_version, &l);
-			ck_assert_msg(rc == 0 && l.found,
+			char data[128];
+			event_data(data, sizeof(data), a->round, a->thread, a->seq, a->k);
+			const slot *sl = a->position >= 1 && a->position <= sn.nslots
+					 ? &sn.slots[a->position - 1] : NULL;
+			ck_assert_msg(sl && memcmp(sl->id, a->id, 16) == 0 &&
+				      sl->version == a->version &&
+				      sl->stream_hash == fnv(a->stream, strlen(a->stream)) &&
+				      sl->data_hash == fnv(data, strlen(data)),
 				      "kill %d: acknowledged event %s@%llu (position %llu) lost",
 				      it, a->stream, (unsigned long long)a->version,
 				      (unsigned long long)a->position);
 		}
 		total_checked += n;
+		if (sn.nslots > most)
+			most = sn.nslots;
 		free(acks);
+		free(sn.slots);
+		evs__map_free(&sn.ids);
+		evs__map_free(&sn.versions);
+
+		if (with_projection)
+			check_read_model(s, projection, it, true, false);
 
 		/* and appending works */
 		evs_new_event ev = { "AfterCrash", "{}", NULL, NULL, 0 };
@@ -259,19 +435,38 @@ START_TEST(test_kill9_loop)
 		ck_assert_int_eq(evs_append(s, "after-crash", EVS_EXPECT_ANY,
 					    &ev, 1, &r), 0);
 		ck_assert_uint_eq(r.first_position, sn.next_position);
-		evs__map_free(&sn.ids);
-		evs__map_free(&sn.versions);
+		if (with_projection && (it + 1) % epoch == 0)
+			check_read_model(s, projection, it, false, true);
 		evs_close(s);
 		/* the acks of the event appended here are not in the side file:
 		 * the next child's positions simply follow */
 	}
+	if (with_projection && iterations % epoch != 0) {
+		evs_store *s = tu_open(store, 64 * 1024, 0);
+		check_read_model(s, projection, iterations - 1, true, true);
+		evs_close(s);
+	}
 	ck_assert_uint_gt(total_checked, 0);
-	printf("crash loop: %d kills, %llu acknowledged events checked, %d evstore verify runs\n",
-	       iterations, (unsigned long long)total_checked, verified);
+	printf("crash loop%s: %d kills over %d stores, %llu acknowledged events checked, "
+	       "largest store %llu events, %d evstore verify runs\n",
+	       with_projection ? " with a projection" : "", iterations, stores,
+	       (unsigned long long)total_checked, (unsigned long long)most, verified);
 	free(store);
 	free(side);
+	free(projection);
 	tu_rmdir(dir);
 	free(dir);
+}
+
+START_TEST(test_kill9_loop)
+{
+	kill_loop(false);
+}
+END_TEST
+
+START_TEST(test_kill9_projection)
+{
+	kill_loop(true);
 }
 END_TEST
 
@@ -280,8 +475,9 @@ static Suite *crash_suite(void)
 	Suite *su = suite_create("crash");
 	TCase *tc = tcase_create("kill9");
 
-	tcase_set_timeout(tc, 600);
+	tcase_set_timeout(tc, 0);
 	tcase_add_test(tc, test_kill9_loop);
+	tcase_add_test(tc, test_kill9_projection);
 	suite_add_tcase(su, tc);
 	return su;
 }
