@@ -22,7 +22,7 @@ extern const char evs__index_sql[];
 
 enum {
 	Q_BEGIN_R, Q_BEGIN_W, Q_COMMIT, Q_ROLLBACK,
-	Q_GET_META, Q_INS_STREAM, Q_INS_BATCH, Q_HEAD,
+	Q_GET_META, Q_PUT_META, Q_INS_STREAM, Q_INS_BATCH, Q_HEAD,
 	Q_INS_ID, Q_FIND_ID, Q_LAST_BATCH, Q_BATCH_AT, Q_STREAM,
 	Q_FWD_START, Q_FWD, Q_BWD, Q_EACH_STREAM, Q_LIST_STREAMS,
 	Q_LIST_STREAMS_AFTER, Q_CATEGORIES, Q_COUNTS, Q_ENDS, Q_MAX_ID,
@@ -41,6 +41,7 @@ static const char *const sql[Q__COUNT] = {
 	[Q_COMMIT] = "COMMIT",
 	[Q_ROLLBACK] = "ROLLBACK",
 	[Q_GET_META] = "SELECT value FROM meta WHERE key = ?1",
+	[Q_PUT_META] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
 	[Q_INS_STREAM] = "INSERT INTO streams (id, name, created_us) VALUES (?1, ?2, ?3)",
 	[Q_HEAD] = "SELECT position + count - 1 FROM batches ORDER BY position DESC LIMIT 1",
 	[Q_INS_BATCH] = "INSERT INTO batches (position, stream_id, first_version, "
@@ -248,6 +249,17 @@ int evs__ix_get_meta(evs__ix *ix, const char *key, uint64_t *out)
 	if (rc == SQLITE_DONE)
 		return EVS_ENOTFOUND;
 	return ix_err(ix, rc, "read meta");
+}
+
+int evs__ix_put_meta(evs__ix *ix, const char *key, uint64_t value)
+{
+	sqlite3_stmt *st = stmt(ix, Q_PUT_META);
+
+	if (!st)
+		return ix->prep_err;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)value);
+	return run(ix, st, "write meta");
 }
 
 int evs__ix_put_stream(evs__ix *ix, int64_t id, const char *name, size_t len,

@@ -444,6 +444,22 @@ static int index_recovered(evs_store *s, const evs__batch_hdr *h, const uint8_t 
 	return rc;
 }
 
+/* Writes the index's mark of a writer with durability none (see recover). */
+static int set_unsynced_mark(evs_store *s, bool on)
+{
+	int rc = evs__ix_begin(s->wix, true);
+
+	if (!rc)
+		rc = evs__ix_put_meta(s->wix, EVS__META_UNSYNCED, on);
+	if (!rc)
+		rc = evs__ix_commit(s->wix);
+	if (rc)
+		evs__ix_rollback(s->wix);
+	else
+		s->unsynced_mark = on;
+	return rc;
+}
+
 static int recover(evs_store *s)
 {
 	uint64_t *segs = NULL;
@@ -466,6 +482,18 @@ static int recover(evs_store *s)
 	s->next_position = 1;
 	s->wfd = -1;
 
+	/* Was the last writer one with durability none that did not close?
+	 * Then the index may hold batches of the last segment that never
+	 * reached the disk.  (No mark: a store no such writer has opened;
+	 * the option of this open decides, as before there was a mark.) */
+	uint64_t unsynced = 0;
+	rc = evs__ix_get_meta(s->wix, EVS__META_UNSYNCED, &unsynced);
+	if (rc && rc != EVS_ENOTFOUND)
+		goto out;
+	bool marked = rc == 0 && unsynced != 0;
+	bool may_be_ahead = rc == 0 ? marked : s->opts.durability == EVS_DURABILITY_NONE;
+	s->unsynced_mark = marked;
+
 	rc = evs__ix_last_batch(s->wix, &last);
 	if (rc == 0) {
 		/* Check the index's last batch is in the log as recorded. */
@@ -485,11 +513,11 @@ static int recover(evs_store *s)
 				evs__os_table.close(fd);
 			}
 		}
-		if (ok) {
+		if (ok && !marked) {
 			start = i;
 			start_off = last.offset + last.length;
 			s->next_position = last.position + last.count;
-		} else if (s->opts.durability == EVS_DURABILITY_SYNC) {
+		} else if (!may_be_ahead) {
 			/* The index is written only after the log's fdatasync:
 			 * a batch it records was acknowledged and must be
 			 * there.  Refuse rather than drop it. */
@@ -502,8 +530,11 @@ static int recover(evs_store *s)
 		} else {
 			/* Durability none promised nothing across a power
 			 * loss: the index may have outlived the log's last
-			 * pages.  Drop what it holds from that segment on and
-			 * index it again from the log. */
+			 * pages, even with its last batch there (pages reach
+			 * the disk in any order).  Sealed segments were
+			 * synced at their seal.  Drop what the index holds
+			 * from the last segment on and index it again from
+			 * the log. */
 			uint64_t keep = 0;
 			for (start = 0; start < nsegs && segs[start] < last.segment; start++)
 				;
@@ -923,6 +954,24 @@ static int open_store(evs_store **out, const char *dir, const evs_options *opts,
 		rc = recover(s);
 		if (rc)
 			goto fail;
+		/* A batch's synced-through mark must be true.  With durability
+		 * none, what the last process wrote may still be only in the
+		 * page cache: sync it once here, so that marks can start from
+		 * the head. */
+		if (s->opts.durability == EVS_DURABILITY_NONE && s->wfd >= 0 &&
+		    evs__os_table.fdatasync(s->wfd) != 0) {
+			char seg[4096];
+			evs__seg_name(seg, sizeof(seg), s->logdir, s->wseg);
+			rc = evs__err_sys(errno, "fdatasync", seg);
+			goto fail;
+		}
+		s->synced_pos = s->next_position - 1;
+		/* Marked while a writer with durability none has the store
+		 * open (cleared by its close), so the next open knows to check
+		 * the index against the log; cleared once the log is synced. */
+		bool want = s->opts.durability == EVS_DURABILITY_NONE;
+		if (want != s->unsynced_mark && (rc = set_unsynced_mark(s, want)) != 0)
+			goto fail;
 		if (evs__shared_map(s, s->lock_fd, true) != 0) {
 			rc = evs__err_sys(errno, "map", lockpath);
 			goto fail;
@@ -1012,6 +1061,11 @@ void evs_close(evs_store *s)
 	evs__projections_free(s); /* their workers read the store */
 	evs__spare_stop(s);
 	evs__indexer_stop(s);
+	/* A clean close with durability none: everything indexed is synced
+	 * now, so the next open can trust the index. */
+	if (s->unsynced_mark && s->wix && !atomic_load(&s->failed) && !s->ix_failed &&
+	    (s->wfd < 0 || evs__os_table.fdatasync(s->wfd) == 0))
+		set_unsynced_mark(s, false);
 	evs__shared_unmap(s);
 	if (s->wfd >= 0)
 		evs__os_table.close(s->wfd);

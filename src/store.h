@@ -46,6 +46,9 @@ int evs__ix_commit(evs__ix *ix);
 /* Ends the open transaction, if any; false when it could not. */
 bool evs__ix_rollback(evs__ix *ix);
 int evs__ix_get_meta(evs__ix *ix, const char *key, uint64_t *out);
+int evs__ix_put_meta(evs__ix *ix, const char *key, uint64_t value);
+/* meta key: 1 while a writer with durability none has the store open */
+#define EVS__META_UNSYNCED "unsynced_writer"
 int evs__ix_put_stream(evs__ix *ix, int64_t id, const char *name, size_t len,
 		       int64_t created_us);
 /* The last indexed position (the "indexed to" mark), 0 when empty. */
@@ -215,6 +218,9 @@ struct evs_store {
 				  under another segment_size option keep
 				  theirs) */
 	uint64_t next_position;
+	bool unsynced_mark;    /* index meta EVS__META_UNSYNCED is set */
+	uint64_t synced_pos;   /* every position up to it is fdatasync'ed:
+				  what a batch's synced-through mark says */
 	int64_t next_stream_id;
 	evs__ix *wix;          /* the indexer's (and recovery's) connection */
 	evs__ix *lix;          /* the leader's, for idempotency look-ups */

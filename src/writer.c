@@ -391,6 +391,7 @@ static int roll(evs_store *s)
 		}
 		evs__os_table.close(s->wfd);
 		s->wfd = -1;
+		s->synced_pos = s->next_position - 1;
 	}
 	rc = evs__spare_install(s, s->next_position, &s->wfd);
 	if (rc)
@@ -587,7 +588,7 @@ static size_t lead(evs_store *s, evs__req **grp, size_t n)
 		r->res.current_version = r->res.last_version;
 		r->off = start_off + total;
 		evs__batch_seal_header(r->buf, (uint32_t)r->len, r->count, s->next_position,
-				       r->res.first_version, first_pos - 1, r->stream,
+				       r->res.first_version, s->synced_pos, r->stream,
 				       (uint16_t)r->stream_len, 0);
 		r->head->version += r->count;
 		s->next_position += r->count;
@@ -622,6 +623,8 @@ static size_t lead(evs_store *s, evs__req **grp, size_t n)
 		rc = evs__err_sys(errno, "fdatasync", path);
 		goto io_failed;
 	}
+	if (s->opts.durability == EVS_DURABILITY_SYNC)
+		s->synced_pos = s->next_position - 1;
 	s->woff += total;
 	atomic_store_explicit(&s->active_fill, (unsigned)(s->woff * 1000 / s->wsize),
 			      memory_order_relaxed);
