@@ -97,6 +97,8 @@ int evs__batch_decode(const evs__batch_hdr *h, const uint8_t *p,
 	size_t off = EVS__BATCH_HDR + h->stream_len + 1;
 	evs_event ev;
 
+	if (h->flags & EVS__BATCH_SEAL)
+		return 0; /* no records, and no stream name to end */
 	if (p[EVS__BATCH_HDR + h->stream_len] != 0)
 		return -1;
 	ev.stream = h->stream;

@@ -80,6 +80,7 @@ typedef struct proj {
 	char *name, *path, *db_path;
 	evs_projection_options opts;
 	uint64_t hash;
+	unsigned try_steps;    /* evs__projection_try's budget */
 	bool out_of_date;
 	sqlite3 *db;
 	handler *h;
@@ -530,6 +531,14 @@ static int write_checkpoint(proj *p, uint64_t pos)
 	return rc == SQLITE_DONE ? 0 : db_err(p, p->db, "write checkpoint");
 }
 
+/* A progress handler: stops a statement after about 10^6 VM steps. */
+static int try_budget(void *ctx)
+{
+	unsigned *steps = ctx;
+
+	return ++*steps > 1000;
+}
+
 /* Opens (creating) the read model, runs setup, prepares everything. */
 static int open_model(proj *p, section *sec, size_t nsec)
 {
@@ -543,6 +552,12 @@ static int open_model(proj *p, section *sec, size_t nsec)
 	if (sqlite3_open_v2(p->db_path, &p->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 			    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
 		return db_err(p, p->db, "open");
+	if (strcmp(p->db_path, ":memory:") == 0) {
+		/* evs__projection_try: text from a fuzzer may not reach files
+		 * (ATTACH) or run for ever */
+		sqlite3_limit(p->db, SQLITE_LIMIT_ATTACHED, 0);
+		sqlite3_progress_handler(p->db, 1000, try_budget, &p->try_steps);
+	}
 	sqlite3_busy_timeout(p->db, 5000);
 	if (sqlite3_exec(p->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 			 "CREATE TABLE IF NOT EXISTS evs_projection (name TEXT PRIMARY KEY, "
@@ -714,6 +729,12 @@ static int load_text(evs_store *s, const char *path, const char *text, size_t si
 		p->c.types = (const char *const *)p->ctypes;
 		p->c.sql = p->csql;
 	}
+	const char *nul = memchr(text, '\0', size);
+	if (nul) {
+		rc = evs__err(EVS_EINVAL, "%s: a NUL byte at offset %zu (not a text file?)", path,
+			      (size_t)(nul - text));
+		goto fail;
+	}
 	if ((rc = split(p, text, &sec, &nsec, &name)) != 0)
 		goto fail;
 	if (def) {
@@ -744,12 +765,15 @@ static int load_text(evs_store *s, const char *path, const char *text, size_t si
 			      "'_' and '-'", path, name ? name : "");
 		goto fail;
 	}
-	size_t dl = strlen(s->dir) + strlen(name) + strlen(suffix) + 20;
+	size_t dl = strlen(s->dir) + strlen(name) + (suffix ? strlen(suffix) : 0) + 20;
 	if (!(p->db_path = evs__malloc(dl))) {
 		rc = evs__err(EVS_ENOMEM, "out of memory loading %s", path);
 		goto fail;
 	}
-	snprintf(p->db_path, dl, "%s/readmodels/%s%s", s->dir, name, suffix);
+	if (suffix)
+		snprintf(p->db_path, dl, "%s/readmodels/%s%s", s->dir, name, suffix);
+	else
+		snprintf(p->db_path, dl, ":memory:");
 	if ((rc = open_model(p, sec, nsec)) != 0)
 		goto fail;
 	sections_free(sec, nsec);
@@ -758,6 +782,16 @@ static int load_text(evs_store *s, const char *path, const char *text, size_t si
 fail:
 	sections_free(sec, nsec);
 	proj_free(p);
+	return rc;
+}
+
+int evs__projection_try(evs_store *s, const char *text, size_t size)
+{
+	proj *p;
+	int rc = load_text(s, "try.sql", text, size, NULL, NULL, NULL, &p);
+
+	if (rc == 0)
+		proj_free(p);
 	return rc;
 }
 

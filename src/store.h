@@ -318,6 +318,9 @@ void evs__indexer_stop(evs_store *s);
 int evs__indexer_push(evs_store *s, evs__pgroup *g, uint64_t acked);
 /* projection.c: stops the workers and frees every loaded projection. */
 void evs__projections_free(evs_store *s);
+/* Compiles `text` (NUL-terminated at size) as a projection file over an
+ * in-memory read model and frees it: the fuzzer's way in (tests/fuzz). */
+int evs__projection_try(evs_store *s, const char *text, size_t size);
 typedef struct evs__projections evs__projections;
 
 /* subscribe.c: evs_subscribe, with `idle` called on the subscription's

@@ -526,6 +526,15 @@ START_TEST(test_file_errors)
 		snprintf(db, sizeof(db), "%s/readmodels/bad.db", dir);
 		unlink(db);
 	}
+	/* a NUL byte: refused, not read as the end of the file */
+	char nulpath[4200];
+	static const char with_nul[] = "-- setup\nCREATE TABLE IF NOT EXISTS t (a);\n\0DROP";
+	snprintf(nulpath, sizeof(nulpath), "%s/nul.sql", pd);
+	ck_assert_int_eq(tu_write_file(nulpath, with_nul, sizeof(with_nul) - 1), 0);
+	ck_assert_int_eq(evs_projection_load(s, nulpath, NULL, NULL), EVS_EINVAL);
+	char want[4300];
+	snprintf(want, sizeof(want), "%s: a NUL byte at offset 43 (not a text file?)", nulpath);
+	ck_assert_str_eq(evs_errmsg(), want);
 	evs_close(s);
 	tu_rmdir(dir);
 	tu_rmdir(pd);
