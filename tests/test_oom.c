@@ -128,6 +128,9 @@ static const char projection_sql[] =
 	"-- query: one\n"
 	"SELECT stream, n FROM counts WHERE stream = :stream;\n";
 
+/* Small segments: a new store zero-fills its first one and a spare. */
+#define SEGMENT (64u * 1024)
+
 enum step { S_OPEN, S_APPEND, S_READ, S_HANDLE, S_PROJECT, S__N };
 static const char *const step_name[] = { "open", "append", "read", "handle", "project" };
 
@@ -152,7 +155,7 @@ static void setup(run *r)
 	r->dir = tu_mkdtemp();
 	for (int i = 0; i < 4; i++)
 		ev[i] = (evs_new_event){ "Noted", "{\"i\":1}", NULL, NULL, 1 };
-	r->s = tu_open(r->dir, 0, 0);
+	r->s = tu_open(r->dir, SEGMENT, 0);
 	ck_assert_int_eq(evs_append(r->s, "order-1", EVS_EXPECT_ANY, ev, 4, NULL), 0);
 	r->acked = 4;
 }
@@ -172,6 +175,7 @@ static int run_step(run *r, enum step step)
 	case S_OPEN:
 		o.create = 1;
 		o.durability = EVS_DURABILITY_NONE;
+		o.segment_size = SEGMENT;
 		rc = evs_open(&r->s, r->dir, &o);
 		if (rc)
 			r->s = NULL;
@@ -243,7 +247,7 @@ static void check_after(run *r, enum step step, long at, int rc)
 
 	evs_close(r->s);
 	r->s = NULL;
-	r->s = tu_open(r->dir, 0, 0);
+	r->s = tu_open(r->dir, SEGMENT, 0);
 	ck_assert_msg(evs_read_all(r->s, 1, 0, NULL, count_cb, &n) == 0, "%s N=%ld: reread: %s",
 		      step_name[step], at, evs_errmsg());
 	/* every acknowledged event, and none that was refused */
