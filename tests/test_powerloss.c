@@ -378,7 +378,8 @@ static void after_crash(sfile *f, enum crash_mode mode, uint8_t **buf, size_t *l
 	*len = f->dur_len;
 	*buf = malloc(*len ? *len : 1);
 	ck_assert_ptr_nonnull(*buf);
-	memcpy(*buf, f->dur, f->dur_len);
+	if (f->dur_len)
+		memcpy(*buf, f->dur, f->dur_len);
 	if (mode == PREFIX || mode == TORN)
 		keep = f->nops ? rnd() % (f->nops + 1) : 0;
 	for (size_t i = 0; i < f->nops; i++) {
