@@ -54,6 +54,20 @@ int evs__err(int err, const char *fmt, ...)
 	return err;
 }
 
+int evs__need(const char *fn, ...)
+{
+	va_list ap;
+	const char *name;
+	int rc = 0;
+
+	va_start(ap, fn);
+	while (!rc && (name = va_arg(ap, const char *)) != NULL)
+		if (!va_arg(ap, int))
+			rc = evs__err(EVS_EINVAL, "%s: %s is NULL", fn, name);
+	va_end(ap);
+	return rc;
+}
+
 int evs__err_sys(int errnum, const char *what, const char *path)
 {
 	int err;

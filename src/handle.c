@@ -437,8 +437,9 @@ int evs_handle(evs_store *s, const evs_decider *dec, const char *stream,
 	memset(&res, 0, sizeof(res));
 	if (out)
 		memset(out, 0, sizeof(*out));
-	if (!s || !dec || !command)
-		return evs__err(EVS_EINVAL, "evs_handle: NULL argument");
+	if ((rc = evs__need("evs_handle", "store", s != NULL, "d", dec != NULL,
+			    "command", command != NULL, (const char *)NULL)) != 0)
+		return rc;
 	if (dec->version != EVS_DECIDER_VERSION || !dec->category || !dec->initial ||
 	    !dec->evolve || !dec->decide)
 		return evs__err(EVS_EINVAL, "evs_handle: decider '%s' is incomplete (version %d, "
@@ -567,8 +568,10 @@ int evs_snapshot_take(evs_store *s, const evs_decider *dec, const char *stream,
 	evs__err_clear();
 	if (version_out)
 		*version_out = 0;
-	if (!s || !dec || !dec->initial || !dec->evolve)
-		return evs__err(EVS_EINVAL, "evs_snapshot_take: NULL argument");
+	if ((rc = evs__need("evs_snapshot_take", "store", s != NULL, "d", dec != NULL,
+			    "d->initial", dec && dec->initial, "d->evolve", dec && dec->evolve,
+			    (const char *)NULL)) != 0)
+		return rc;
 	if ((rc = evs__check_stream_name(stream, &sl)) != 0)
 		return rc;
 	memset(&l, 0, sizeof(l));

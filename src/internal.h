@@ -30,6 +30,12 @@ int evs__err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3))
 /* Maps an errno value from a failed system call to an EVS_E* code and
  * records "what: path: strerror". */
 int evs__err_sys(int errnum, const char *what, const char *path);
+/*
+ * EVS_EINVAL "<fn>: <name> is NULL" for the first argument of `fn` that is
+ * missing, given as pairs (const char *name, int given) ended by a NULL
+ * name; 0 when every one is given.
+ */
+int evs__need(const char *fn, ...);
 void evs__err_clear(void);
 
 /* ---- memory (util.c) ---- */

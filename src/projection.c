@@ -804,8 +804,9 @@ static int load_proj(evs_store *s, const char *path, const evs_projection_option
 	int rc;
 
 	*out = NULL;
-	if (!s || !path)
-		return evs__err(EVS_EINVAL, "evs_projection_load: NULL argument");
+	if ((rc = evs__need("evs_projection_load", "store", s != NULL, "path", path != NULL,
+			    (const char *)NULL)) != 0)
+		return rc;
 	FILE *f = fopen(path, "rb");
 	if (!f)
 		return evs__err(EVS_EINVAL, "projection %s: %s", path, strerror(errno));
@@ -834,10 +835,12 @@ static int load_def(evs_store *s, const evs_projection_def *def,
 {
 	char label[300];
 	const char *sql;
+	int rc;
 
 	*out = NULL;
-	if (!s || !def)
-		return evs__err(EVS_EINVAL, "evs_projection_register: NULL argument");
+	if ((rc = evs__need("evs_projection_register", "store", s != NULL, "def", def != NULL,
+			    (const char *)NULL)) != 0)
+		return rc;
 	if (def->version != EVS_PROJECTION_DEF_VERSION)
 		return evs__err(EVS_EINVAL, "evs_projection_register: definition version %d, "
 				"expected %d", def->version, EVS_PROJECTION_DEF_VERSION);
@@ -1680,11 +1683,12 @@ int evs_projection_parked(evs_store *s, const char *name, json_t **rows_out)
 	proj *p;
 	sqlite3_stmt *st;
 	json_t *rows;
-	int r;
+	int r, rc;
 
 	evs__err_clear();
-	if (!s || !name || !rows_out)
-		return evs__err(EVS_EINVAL, "evs_projection_parked: NULL argument");
+	if ((rc = evs__need("evs_projection_parked", "store", s != NULL, "name", name != NULL,
+			    "rows_out", rows_out != NULL, (const char *)NULL)) != 0)
+		return rc;
 	*rows_out = NULL;
 	if (!(p = find_proj(s, name)))
 		return evs__err(EVS_ENOTFOUND, "no projection '%s' is loaded", name);
@@ -1784,8 +1788,9 @@ int evs_projection_replay_parked(evs_store *s, const char *name, uint64_t *repla
 		*replayed = 0;
 	if (still)
 		*still = 0;
-	if (!s || !name)
-		return evs__err(EVS_EINVAL, "evs_projection_replay_parked: NULL argument");
+	if ((rc = evs__need("evs_projection_replay_parked", "store", s != NULL,
+			    "name", name != NULL, (const char *)NULL)) != 0)
+		return rc;
 	if (!(p = find_proj(s, name)))
 		return evs__err(EVS_ENOTFOUND, "no projection '%s' is loaded", name);
 	if (p->sub)
@@ -2006,8 +2011,9 @@ int evs_projection_rebuild(evs_store *s, const char *path, evs_progress_cb progr
 	evs__err_clear();
 	if (position_out)
 		*position_out = 0;
-	if (!s || !path)
-		return evs__err(EVS_EINVAL, "evs_projection_rebuild: NULL argument");
+	if ((rc = evs__need("evs_projection_rebuild", "store", s != NULL, "path", path != NULL,
+			    (const char *)NULL)) != 0)
+		return rc;
 	if ((rc = load_twin(s, path, NULL, "evs_projection_rebuild", &p)) != 0)
 		return rc;
 	return rebuild_swap(s, p, progress, ctx, position_out);
@@ -2022,8 +2028,9 @@ int evs_projection_rebuild_loaded(evs_store *s, const char *name, evs_progress_c
 	evs__err_clear();
 	if (position_out)
 		*position_out = 0;
-	if (!s || !name)
-		return evs__err(EVS_EINVAL, "evs_projection_rebuild_loaded: NULL argument");
+	if ((rc = evs__need("evs_projection_rebuild_loaded", "store", s != NULL,
+			    "name", name != NULL, (const char *)NULL)) != 0)
+		return rc;
 	if (!(of = find_proj(s, name)))
 		return evs__err(EVS_ENOTFOUND, "no projection '%s' is loaded", name);
 	if ((rc = load_twin(s, NULL, of, "evs_projection_rebuild_loaded", &p)) != 0)
@@ -2038,8 +2045,9 @@ int evs_projection_status_get(evs_projection_status *out, evs_store *s, const ch
 	int rc;
 
 	evs__err_clear();
-	if (!out || !s || !name)
-		return evs__err(EVS_EINVAL, "evs_projection_status_get: NULL argument");
+	if ((rc = evs__need("evs_projection_status_get", "out", out != NULL, "store", s != NULL,
+			    "name", name != NULL, (const char *)NULL)) != 0)
+		return rc;
 	memset(out, 0, sizeof(*out));
 	if (!(p = find_proj(s, name)))
 		return evs__err(EVS_ENOTFOUND, "no projection '%s' is loaded", name);
@@ -2203,8 +2211,9 @@ static int query_run(evs_store *s, const char *fn, const char *name, const char 
 	evs__err_clear();
 	if (position_out)
 		*position_out = 0;
-	if (!s || !name || !(query || sql) || !row)
-		return evs__err(EVS_EINVAL, "%s: NULL argument", fn);
+	if ((rc = evs__need(fn, "store", s != NULL, "name", name != NULL, "query", query || sql,
+			    "row", row != NULL, (const char *)NULL)) != 0)
+		return rc;
 	if (o) {
 		if (o->version != EVS_QUERY_OPTIONS_VERSION)
 			return evs__err(EVS_EINVAL, "%s: options version %d, expected %d", fn,
@@ -2302,8 +2311,8 @@ static int query_rows(evs_store *s, const char *fn, const char *name, const char
 	collect c = { NULL, false };
 	int rc;
 
-	if (!rows_out)
-		return evs__err(EVS_EINVAL, "%s: NULL argument", fn);
+	if ((rc = evs__need(fn, "rows_out", rows_out != NULL, (const char *)NULL)) != 0)
+		return rc;
 	*rows_out = NULL;
 	if (!(c.rows = json_array()))
 		return evs__err(EVS_ENOMEM, "%s: out of memory", fn);

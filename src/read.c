@@ -182,8 +182,9 @@ int evs_read_stream(evs_store *s, const char *stream, uint64_t from, evs_directi
 	int rc;
 
 	evs__err_clear();
-	if (!s || !cb)
-		return evs__err(EVS_EINVAL, "evs_read_stream: NULL argument");
+	if ((rc = evs__need("evs_read_stream", "store", s != NULL, "cb", cb != NULL,
+			    (const char *)NULL)) != 0)
+		return rc;
 	if ((rc = evs__check_stream_name(stream, &len)) != 0)
 		return rc;
 	if (dir != EVS_FORWARD && dir != EVS_BACKWARD)
@@ -378,8 +379,9 @@ int evs_read_all(evs_store *s, uint64_t from, uint64_t limit, const evs_filter *
 	int rc;
 
 	evs__err_clear();
-	if (!s || !cb)
-		return evs__err(EVS_EINVAL, "evs_read_all: NULL argument");
+	if ((rc = evs__need("evs_read_all", "store", s != NULL, "cb", cb != NULL,
+			    (const char *)NULL)) != 0)
+		return rc;
 	if (filter && filter->ntypes && !filter->types)
 		return evs__err(EVS_EINVAL, "evs_read_all: ntypes without types");
 	memset(&a, 0, sizeof(a));
@@ -412,8 +414,9 @@ int evs_stream_info_get(evs_stream_info *out, evs_store *s, const char *stream)
 	int rc;
 
 	evs__err_clear();
-	if (!out || !s)
-		return evs__err(EVS_EINVAL, "evs_stream_info_get: NULL argument");
+	if ((rc = evs__need("evs_stream_info_get", "out", out != NULL, "store", s != NULL,
+			    (const char *)NULL)) != 0)
+		return rc;
 	memset(out, 0, sizeof(*out));
 	if ((rc = evs__check_stream_name(stream, &len)) != 0)
 		return rc;
@@ -441,8 +444,9 @@ int evs_list_streams(evs_store *s, const char *after, uint64_t limit, evs_name_c
 	int rc;
 
 	evs__err_clear();
-	if (!s || !cb)
-		return evs__err(EVS_EINVAL, "evs_list_streams: NULL argument");
+	if ((rc = evs__need("evs_list_streams", "store", s != NULL, "cb", cb != NULL,
+			    (const char *)NULL)) != 0)
+		return rc;
 	uint64_t head;
 	rc = evs__store_read_begin(s, &ix, &head);
 	if (!rc)
@@ -457,8 +461,9 @@ int evs_list_categories(evs_store *s, evs_name_cb cb, void *ctx)
 	int rc;
 
 	evs__err_clear();
-	if (!s || !cb)
-		return evs__err(EVS_EINVAL, "evs_list_categories: NULL argument");
+	if ((rc = evs__need("evs_list_categories", "store", s != NULL, "cb", cb != NULL,
+			    (const char *)NULL)) != 0)
+		return rc;
 	uint64_t head;
 	rc = evs__store_read_begin(s, &ix, &head);
 	if (!rc)

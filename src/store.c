@@ -820,7 +820,9 @@ static int open_store(evs_store **out, const char *dir, const evs_options *opts,
 	int rc;
 
 	evs__err_clear();
-	if (!out || !dir || !*dir)
+	if (!out)
+		return evs__err(EVS_EINVAL, "evs_open: out is NULL");
+	if (!dir || !*dir)
 		return evs__err(EVS_EINVAL, "evs_open: no directory given");
 	*out = NULL;
 	if (!opts)
@@ -1108,8 +1110,9 @@ int evs_stats_get(evs_stats *out, evs_store *s)
 	int rc;
 
 	evs__err_clear();
-	if (!out || !s)
-		return evs__err(EVS_EINVAL, "evs_stats_get: NULL argument");
+	if ((rc = evs__need("evs_stats_get", "out", out != NULL, "store", s != NULL,
+			    (const char *)NULL)) != 0)
+		return rc;
 	*out = s->open_stats;
 	rc = evs__store_read_begin(s, &ix, &out->head_position);
 	if (rc)

@@ -147,10 +147,12 @@ int evs__subscribe_ex(evs_subscription **out, evs_store *s, const evs_subscribe_
 {
 	evs_subscribe_options defaults = EVS_SUBSCRIBE_OPTIONS_INIT;
 	evs_subscription *sub;
+	int rc;
 
 	evs__err_clear();
-	if (!out || !s || !cb)
-		return evs__err(EVS_EINVAL, "evs_subscribe: NULL argument");
+	if ((rc = evs__need("evs_subscribe", "out", out != NULL, "store", s != NULL,
+			    "cb", cb != NULL, (const char *)NULL)) != 0)
+		return rc;
 	*out = NULL;
 	if (!o)
 		o = &defaults;

@@ -122,8 +122,9 @@ int evs_upcaster_add(evs_store *s, const char *type, uint32_t from_version, evs_
 	int rc;
 
 	evs__err_clear();
-	if (!s || !fn)
-		return evs__err(EVS_EINVAL, "evs_upcaster_add: NULL argument");
+	if ((rc = evs__need("evs_upcaster_add", "store", s != NULL, "fn", fn != NULL,
+			    (const char *)NULL)) != 0)
+		return rc;
 	if ((rc = evs__check_type_name(type, &tl)) != 0)
 		return rc;
 	if (from_version == 0)
@@ -367,8 +368,9 @@ int evs_upcast(evs_store *s, const evs_event *ev, json_t **data_out, uint32_t *v
 	uint32_t v;
 	int rc = 0;
 
-	if (!s || !ev || !data_out)
-		return evs__err(EVS_EINVAL, "evs_upcast: NULL argument");
+	if ((rc = evs__need("evs_upcast", "store", s != NULL, "ev", ev != NULL,
+			    "data_out", data_out != NULL, (const char *)NULL)) != 0)
+		return rc;
 	*data_out = NULL;
 	data = json_loadb(ev->data, ev->data_len, 0, &jerr);
 	if (!data && evs__json_nomem(ev->data, ev->data_len, &jerr))

@@ -408,7 +408,9 @@ int evs__check_stream_name(const char *stream, size_t *len_out)
 {
 	size_t n;
 
-	if (!stream || !*stream)
+	if (!stream)
+		return evs__err(EVS_EINVAL, "invalid stream name: NULL");
+	if (!*stream)
 		return evs__err(EVS_EINVAL, "invalid stream name: empty");
 	n = strnlen(stream, EVS_MAX_STREAM_LEN + 1);
 	if (n > EVS_MAX_STREAM_LEN)

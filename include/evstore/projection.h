@@ -200,7 +200,10 @@ typedef struct evs_query_options {
 /*
  * Runs query `query` of projection `name` with `params` (a JSON object,
  * borrowed, may be NULL: its members bind the query's :parameters by
- * name; a parameter without a member binds NULL).  *rows_out is a new
+ * name, numbers, strings and null as themselves, true and false as 1 and
+ * 0, arrays and objects as their JSON text for SQLite's JSON functions; a
+ * parameter without a member binds NULL; params that are not an object
+ * give EVS_EINVAL).  *rows_out is a new
  * JSON array of row objects; *position_out (may be NULL) the checkpoint
  * the read model was at.  EVS_ENOTFOUND for an unknown projection or
  * query, EVS_ETIMEOUT when min_position is not reached in time.
