@@ -28,6 +28,7 @@
 
 #include "evstore/projection.h"
 #include "evstore/upcast.h"
+#include "jsoncheck.h"
 #include "store.h"
 
 #define DEFAULT_BATCH 1000
@@ -1080,6 +1081,7 @@ static void fail_worker(proj *p, int rc)
 	/* a message of apply's names the projection already */
 	snprintf(p->errmsg, sizeof(p->errmsg), "%s%s",
 		 strncmp(msg, prefix, (size_t)pn) == 0 ? "" : prefix, msg);
+	pthread_cond_broadcast(&p->cv); /* queries waiting for it: it will not come */
 	pthread_mutex_unlock(&p->mu);
 }
 
@@ -1238,8 +1240,23 @@ static int run_handlers(proj *p, const targets *t, const evs_event *ev, const ch
 		if (sp_run(p, 0) != 0)
 			return db_err(p, p->db, "savepoint");
 		rc = run_once(p, t, ev, type, id, version, data_text);
+		if (rc == 0 && sqlite3_get_autocommit(p->db)) {
+			p->in_tx = false;
+			return evs__err(EVS_EINVAL, "projection '%s': the handler of '%s' ended the "
+					"batch's transaction at stream '%.*s' version %" PRIu64
+					" (a handler must not COMMIT or ROLLBACK)", p->name, type,
+					(int)ev->stream_len, ev->stream, ev->version);
+		}
 		if (rc == 0)
 			return sp_run(p, 1) == 0 ? 0 : db_err(p, p->db, "release");
+		if (sqlite3_get_autocommit(p->db)) {
+			/* SQLite rolled the whole batch back (out of memory, disk
+			 * full ...): the events before this one are undone too, so
+			 * neither a retry nor parking may go on from here.  The
+			 * worker stops; a restart resumes at the checkpoint. */
+			p->in_tx = false;
+			return rc;
+		}
 		sp_run(p, 2);
 		sp_run(p, 1);
 	}
@@ -1655,6 +1672,16 @@ static int read_begin(proj *p, qconn *c, uint64_t min, uint32_t ms, uint64_t *po
 		if (!read_end(c))
 			return evs__err(EVS_ENOMEM, "read model %s: cannot end a query's transaction",
 					p->db_path);
+		/* this process's worker stopped on an error: no use waiting */
+		pthread_mutex_lock(&p->mu);
+		int failed = p->failed;
+		if (failed)
+			evs__err(failed, "projection '%s' is at position %" PRIu64 ", not yet %"
+				 PRIu64 ", and its worker stopped: %s", p->name, *pos, min,
+				 p->errmsg);
+		pthread_mutex_unlock(&p->mu);
+		if (failed)
+			return failed;
 		clock_gettime(CLOCK_REALTIME, &now);
 		if (now.tv_sec > until.tv_sec ||
 		    (now.tv_sec == until.tv_sec && now.tv_nsec >= until.tv_nsec))
@@ -2090,15 +2117,47 @@ static json_t *column_json(sqlite3_stmt *st, int i)
 		return json_integer(sqlite3_column_int64(st, i));
 	case SQLITE_FLOAT:
 		return json_real(sqlite3_column_double(st, i));
-	case SQLITE_TEXT:
-		return json_stringn((const char *)sqlite3_column_text(st, i),
-				    (size_t)sqlite3_column_bytes(st, i));
-	case SQLITE_BLOB:
-		return json_stringn((const char *)sqlite3_column_blob(st, i),
-				    (size_t)sqlite3_column_bytes(st, i));
+	case SQLITE_TEXT: {
+		const char *t = (const char *)sqlite3_column_text(st, i);
+		return t ? json_stringn(t, (size_t)sqlite3_column_bytes(st, i)) : NULL;
+	}
+	case SQLITE_BLOB: {
+		/* as lowercase hex: JSON has no bytes */
+		const unsigned char *b = sqlite3_column_blob(st, i);
+		size_t n = (size_t)sqlite3_column_bytes(st, i);
+		char *hex = evs__malloc(2 * n + 1);
+		json_t *v;
+		if (!hex || (n && !b)) {
+			evs__free(hex);
+			return NULL;
+		}
+		for (size_t k = 0; k < n; k++) {
+			hex[2 * k] = "0123456789abcdef"[b[k] >> 4];
+			hex[2 * k + 1] = "0123456789abcdef"[b[k] & 15];
+		}
+		v = json_stringn(hex, 2 * n);
+		evs__free(hex);
+		return v;
+	}
 	default:
 		return json_null();
 	}
+}
+
+/* Why column i of the row could not be made JSON: text that is not
+ * UTF-8, or out of memory. */
+static int column_err(proj *p, sqlite3_stmt *st, int i, const char *what)
+{
+	const char *name = sqlite3_column_name(st, i);
+	const char *t;
+
+	if (name && sqlite3_column_type(st, i) == SQLITE_TEXT &&
+	    (t = (const char *)sqlite3_column_text(st, i)) != NULL &&
+	    evs__utf8_check(t, (size_t)sqlite3_column_bytes(st, i)) != 0)
+		return evs__err(EVS_EINVAL, "projection '%s' %s: column '%s' holds text that is "
+				"not valid UTF-8", p->name, what, name);
+	return evs__err(EVS_ENOMEM, "projection '%s' %s: out of memory building a row", p->name,
+			what);
 }
 
 static int bind_param(sqlite3_stmt *st, int i, const json_t *v)
@@ -2150,8 +2209,17 @@ static int run_rows(proj *p, qconn *c, sqlite3_stmt *st, const char *what,
 			rc = evs__err(EVS_ENOMEM, "projection '%s' %s: out of memory", p->name, what);
 			goto out;
 		}
-		for (int i = 0; i < nc; i++)
-			json_object_set_new(o, sqlite3_column_name(st, i), column_json(st, i));
+		for (int i = 0; i < nc; i++) {
+			const char *cn = sqlite3_column_name(st, i);
+			json_t *v = column_json(st, i);
+			if (!cn || !v || json_object_set_new(o, cn, v) != 0) {
+				if (!cn)
+					json_decref(v);
+				rc = column_err(p, st, i, what);
+				json_decref(o);
+				goto out;
+			}
+		}
 		stop = row(o, ctx);
 		json_decref(o);
 		if (stop)

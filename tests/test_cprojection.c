@@ -21,6 +21,8 @@ typedef struct counter {
 	atomic_int fail_k;      /* apply fails on data.k == this (0: never) */
 	atomic_int calls;
 	atomic_int *active, *max_active;
+	atomic_int rollback_k;  /* apply rolls the transaction back on it */
+	atomic_int rollback_rc; /* and then returns this */
 } counter;
 
 static const char counts_sql[] =
@@ -58,6 +60,11 @@ static int counts_apply(struct sqlite3 *db, const evs_event *ev, void *ctx)
 	}
 	if (k && k == atomic_load(&c->fail_k))
 		return 7;
+	if (k && k == atomic_load(&c->rollback_k)) {
+		/* as SQLite itself may do on out of memory or a full disk */
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return atomic_load(&c->rollback_rc);
+	}
 	if (sqlite3_prepare_v2(db, "INSERT INTO counts (stream, n, sum, gen) VALUES (?1, 1, ?2, ?3) "
 			       "ON CONFLICT (stream) DO UPDATE SET n = n + 1, "
 			       "sum = sum + excluded.sum, gen = excluded.gen", -1, &st, NULL) !=
@@ -118,7 +125,7 @@ START_TEST(test_c_projection)
 {
 	char *dir = tu_mkdtemp(), *t;
 	evs_store *s = tu_open(dir, 0, 0);
-	counter c = { 1, 0, 0, NULL, NULL };
+	counter c = { 1, 0, 0, NULL, NULL, 0, 0 };
 	evs_projection_def d = counts_def("counts", &c);
 	evs_projection_status st;
 	const char *name;
@@ -187,7 +194,7 @@ START_TEST(test_c_projection_errors)
 {
 	char *dir = tu_mkdtemp(), *t;
 	evs_store *s = tu_open(dir, 0, 0);
-	counter c = { 1, 0, 0, NULL, NULL };
+	counter c = { 1, 0, 0, NULL, NULL, 0, 0 };
 	evs_projection_def d = counts_def("counts", &c);
 	static const char *const bad_types[] = { "Added", "no spaces" };
 	evs_projection_options po = EVS_PROJECTION_OPTIONS_INIT;
@@ -286,7 +293,7 @@ START_TEST(test_worker_limit)
 	ck_assert_int_eq(evs_projections_set_workers(s, 1), 0);
 	for (int i = 0; i < 4; i++) {
 		evs_projection_options po = EVS_PROJECTION_OPTIONS_INIT;
-		c[i] = (counter){ 1, 0, 0, &active, &max_active };
+		c[i] = (counter){ 1, 0, 0, &active, &max_active, 0, 0 };
 		snprintf(names[i], sizeof(names[i]), "counts%d", i);
 		evs_projection_def d = counts_def(names[i], &c[i]);
 		po.batch_size = 7;
@@ -323,7 +330,7 @@ START_TEST(test_query_each_and_sql)
 {
 	char *dir = tu_mkdtemp(), *t;
 	evs_store *s = tu_open(dir, 0, 0);
-	counter c = { 1, 0, 0, NULL, NULL };
+	counter c = { 1, 0, 0, NULL, NULL, 0, 0 };
 	evs_projection_def d = counts_def("counts", &c);
 	json_t *seen = json_array(), *rows, *params;
 	uint64_t at;
@@ -408,6 +415,19 @@ START_TEST(test_query_each_and_sql)
 	free(t);
 	json_decref(rows);
 	ck_assert_int_eq(evs_query_sql(s, "counts", NULL, NULL, NULL, &rows, NULL), EVS_EINVAL);
+	/* a blob comes as hex; text that is not UTF-8 is an error, not a row
+	 * without that column */
+	ck_assert_int_eq(evs_query_sql(s, "counts", "SELECT x'00ff10' AS b, x'' AS e", NULL, NULL,
+				       &rows, NULL), 0);
+	t = json_dumps(rows, JSON_COMPACT);
+	ck_assert_str_eq(t, "[{\"b\":\"00ff10\",\"e\":\"\"}]");
+	free(t);
+	json_decref(rows);
+	ck_assert_int_eq(evs_query_sql(s, "counts", "SELECT 1 AS a, CAST(x'c328' AS TEXT) AS t",
+				       NULL, NULL, &rows, NULL), EVS_EINVAL);
+	ck_assert_ptr_null(rows);
+	ck_assert_str_eq(evs_errmsg(), "projection 'counts' ad-hoc query: column 't' holds text "
+			 "that is not valid UTF-8");
 	t = rows_text(s, "counts", "gens", NULL, 5);
 	ck_assert_str_eq(t, "[{\"n\":5,\"lo\":1,\"hi\":1,\"events\":5}]");
 	free(t);
@@ -498,6 +518,67 @@ START_TEST(test_max_latency)
 }
 END_TEST
 
+static void wait_failed(evs_store *s, const char *name, evs_projection_status *st)
+{
+	for (int spin = 0; spin < 20000; spin++) {
+		ck_assert_int_eq(evs_projection_status_get(st, s, name), 0);
+		if (st->failed)
+			return;
+		struct timespec nap = { 0, 1000000L };
+		nanosleep(&nap, NULL);
+	}
+	ck_abort_msg("projection %s did not fail", name);
+}
+
+/*
+ * SQLite may roll a whole transaction back on an error (out of memory, a
+ * full disk), undoing the batch's events before the failing one.  The
+ * worker must stop then: a retry or a parking in a new transaction went on
+ * without them (found by the out-of-memory sweep).  Restarted, it applies
+ * every event exactly once.  _i: the apply fails after the rollback (0) or
+ * claims success (1), which is refused too.
+ */
+START_TEST(test_batch_rolled_back)
+{
+	char *dir = tu_mkdtemp();
+	evs_store *s = tu_open(dir, 0, 0);
+	counter c = { 1, 0, 0, NULL, NULL, 0, 0 };
+	evs_projection_options po = EVS_PROJECTION_OPTIONS_INIT;
+	evs_projection_status st;
+	json_t *rows = NULL;
+
+	for (int k = 1; k <= 20; k++)
+		add(s, "a-1", "Added", k);
+	atomic_store(&c.rollback_k, 12);
+	atomic_store(&c.rollback_rc, _i ? 0 : 9);
+	po.batch_size = 100;
+	po.park = 1;
+	po.max_retries = 2;
+	evs_projection_def d = counts_def("counts", &c);
+	ck_assert_int_eq(evs_projection_register(s, &d, &po, NULL), 0);
+	ck_assert_int_eq(evs_projections_start(s), 0);
+	wait_failed(s, "counts", &st);
+	ck_assert_int_eq(st.failed, EVS_EINVAL);
+	ck_assert_uint_eq(st.parked, 0);
+	ck_assert_int_eq(evs_projections_stop(s), EVS_EINVAL);
+	ck_assert_msg(strstr(evs_errmsg(), _i ? "the handler of 'Added' ended the batch's "
+			     "transaction at stream 'a-1' version 12" : "apply returned 9"),
+		      "%s", evs_errmsg());
+	atomic_store(&c.rollback_k, 0);
+	ck_assert_int_eq(evs_projections_start(s), 0);
+	char *t = rows_text(s, "counts", "all", NULL, 20);
+	ck_assert_str_eq(t, "[{\"stream\":\"a-1\",\"n\":20,\"sum\":210}]");
+	free(t);
+	ck_assert_int_eq(evs_projection_parked(s, "counts", &rows), 0);
+	ck_assert_int_eq(json_array_size(rows), 0);
+	json_decref(rows);
+	ck_assert_int_eq(evs_projections_stop(s), 0);
+	evs_close(s);
+	tu_rmdir(dir);
+	free(dir);
+}
+END_TEST
+
 /* A read error under the workers (a damaged batch of an older segment,
  * which open does not re-read): each fails with it and gives its slot
  * back, and stopping returns it instead of hanging. */
@@ -526,7 +607,7 @@ START_TEST(test_worker_read_error)
 	s = tu_open(dir, 16384, 0);
 	ck_assert_int_eq(evs_projections_set_workers(s, 1), 0);
 	for (int i = 0; i < 2; i++) {
-		c[i] = (counter){ 1, 0, 0, NULL, NULL };
+		c[i] = (counter){ 1, 0, 0, NULL, NULL, 0, 0 };
 		snprintf(names[i], sizeof(names[i]), "counts%d", i);
 		evs_projection_def d = counts_def(names[i], &c[i]);
 		ck_assert_int_eq(evs_projection_register(s, &d, NULL, NULL), 0);
@@ -542,6 +623,21 @@ START_TEST(test_worker_read_error)
 		}
 		ck_assert_int_eq(st.failed, EVS_ECORRUPT);
 		ck_assert_int_eq(st.running, 0);
+	}
+	/* a query waiting for a position the stopped worker will never
+	 * reach gets its error at once, not a timeout a minute later */
+	{
+		evs_query_options qo = EVS_QUERY_OPTIONS_INIT;
+		json_t *rows = NULL;
+		qo.min_position = 600;
+		qo.timeout_ms = 60000;
+		ck_assert_int_eq(evs_query(s, "counts0", "all", NULL, &qo, &rows, NULL),
+				 EVS_ECORRUPT);
+		ck_assert_ptr_null(rows);
+		ck_assert_msg(strstr(evs_errmsg(), "projection 'counts0' is at position ") ==
+			      evs_errmsg() && strstr(evs_errmsg(), ", not yet 600, and its worker "
+						    "stopped: projection 'counts0': "), "%s",
+			      evs_errmsg());
 	}
 	ck_assert_int_eq(evs_projections_stop(s), EVS_ECORRUPT);
 	ck_assert_msg(strstr(evs_errmsg(), "projection 'counts0': ") == evs_errmsg() &&
@@ -598,7 +694,7 @@ START_TEST(test_rebuild_swap_while_querying)
 {
 	char *dir = tu_mkdtemp(), *t;
 	evs_store *s = tu_open(dir, 0, 0);
-	counter c = { 1, 0, 0, NULL, NULL };
+	counter c = { 1, 0, 0, NULL, NULL, 0, 0 };
 	evs_projection_def d = counts_def("counts", &c);
 	evs_new_event evs[100];
 	atomic_int stop = 0;
@@ -680,6 +776,7 @@ int main(void)
 	tcase_add_test(tc, test_query_each_and_sql);
 	tcase_add_test(tc, test_max_latency);
 	tcase_add_test(tc, test_worker_read_error);
+	tcase_add_loop_test(tc, test_batch_rolled_back, 0, 2);
 	tcase_add_test(tc, test_rebuild_swap_while_querying);
 	suite_add_tcase(su, tc);
 	return tu_run(su);

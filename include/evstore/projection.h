@@ -203,10 +203,14 @@ typedef struct evs_query_options {
  * name, numbers, strings and null as themselves, true and false as 1 and
  * 0, arrays and objects as their JSON text for SQLite's JSON functions; a
  * parameter without a member binds NULL; params that are not an object
- * give EVS_EINVAL).  *rows_out is a new
- * JSON array of row objects; *position_out (may be NULL) the checkpoint
+ * give EVS_EINVAL).  *rows_out is a new JSON array of row objects, one
+ * member per column: integers, reals, text, null, and blobs as lowercase
+ * hex strings (text that is not valid UTF-8 fails the query with
+ * EVS_EINVAL naming the column); *position_out (may be NULL) the checkpoint
  * the read model was at.  EVS_ENOTFOUND for an unknown projection or
- * query, EVS_ETIMEOUT when min_position is not reached in time.
+ * query, EVS_ETIMEOUT when min_position is not reached in time; when this
+ * process's worker of the projection has stopped on an error before
+ * reaching it, that error at once, its message in evs_errmsg().
  */
 EVS_EXTERN int evs_query(evs_store *store, const char *name, const char *query,
 			 const json_t *params, const evs_query_options *options,
