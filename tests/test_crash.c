@@ -11,7 +11,9 @@
  * appending works again.  Then the next iteration appends on top.
  *
  * After each kill, `evstore verify` (the tool named by $EVSTORE) checks the
- * store read-only, as an operator would, before it is reopened.
+ * store read-only, as an operator would, before it is reopened (once the
+ * store has an index: a child killed while creating the store can leave
+ * none, and a read-only open needs one).
  *
  * The second test does the same with a projection running in the child:
  * after every kill its read model must equal, row for row, what the log up
@@ -321,17 +323,30 @@ static void check_read_model(evs_store *s, const char *projection, int it, bool 
 		ck_assert_int_eq(evs_projections_stop(s), 0);
 }
 
-static void run_verify(const char *store, int it)
+/* `evstore verify`, read-only; 1 if it ran, 0 if it could not yet: the
+ * first child of a store was killed before the store had its index (a
+ * read-only open needs one; the next writer builds it). */
+static int run_verify(const char *store, int it)
 {
 	const char *tool = getenv("EVSTORE");
-	char cmd[8192];
+	char cmd[16384], ix[4200], out[4200];
 
 	if (!tool || !*tool)
-		return;
-	snprintf(cmd, sizeof(cmd), "'%s' verify --quiet '%s' >/dev/null", tool, store);
+		return 0;
+	snprintf(ix, sizeof(ix), "%s/index.db", store);
+	if (access(ix, F_OK) != 0)
+		return 0;
+	snprintf(out, sizeof(out), "%s.verify", store);
+	snprintf(cmd, sizeof(cmd), "'%s' verify --quiet '%s' >'%s' 2>&1", tool, store, out);
 	int vs = system(cmd);
-	ck_assert_msg(WIFEXITED(vs) && WEXITSTATUS(vs) == 0,
-		      "kill %d: evstore verify exited %d", it, WEXITSTATUS(vs));
+	if (!WIFEXITED(vs) || WEXITSTATUS(vs) != 0) {
+		size_t n;
+		char *said = tu_read_file(out, &n);
+		ck_abort_msg("kill %d: evstore verify exited %d: %s", it, WEXITSTATUS(vs),
+			     said ? said : "");
+	}
+	unlink(out);
+	return 1;
 }
 
 static void kill_loop(bool with_projection)
@@ -382,8 +397,7 @@ static void kill_loop(bool with_projection)
 
 		/* The operator's check, before any writer has recovered the
 		 * store: read-only, it must find the acknowledged log clean. */
-		run_verify(store, it);
-		verified += getenv("EVSTORE") && *getenv("EVSTORE");
+		verified += run_verify(store, it);
 
 		evs_options o = EVS_OPTIONS_INIT;
 		evs_store *s = NULL;
