@@ -88,11 +88,9 @@ static void take(buf *b, const char *path, const char *rel)
 			snprintf(sub, sizeof(sub), "%s%s/", rel, names[i]);
 			take(b, full, sub);
 		} else {
-			size_t size;
+			size_t size = 0;
 			char *bytes = tu_read_file(full, &size);
-			uint64_t h = 1469598103934665603ull;
-			for (size_t k = 0; bytes && k < size; k++)
-				h = (h ^ (unsigned char)bytes[k]) * 1099511628211ull;
+			uint64_t h = tu_fnv(bytes, bytes ? size : 0);
 			free(bytes);
 			int len = snprintf(line, sizeof(line), "%s%s %zu %016llx\n", rel, names[i],
 					   size, (unsigned long long)h);

@@ -82,16 +82,6 @@ static void event_data(char *buf, size_t n, uint32_t round, uint32_t t, uint32_t
 		 "\"pad\":\"abcdefghijklmnopqrstuvwxyz\"}", round, t, seq, k);
 }
 
-static uint64_t fnv(const void *p, size_t n)
-{
-	const unsigned char *b = p;
-	uint64_t h = 1469598103934665603ull;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ b[i]) * 1099511628211ull;
-	return h;
-}
-
 static void *child_thread(void *arg)
 {
 	uint32_t t = (uint32_t)(uintptr_t)arg;
@@ -231,10 +221,10 @@ static int check_event(const evs_event *ev, void *ctx)
 	slot *sl = &s->slots[s->nslots++];
 	memcpy(sl->id, ev->id, 16);
 	sl->version = ev->version;
-	sl->stream_hash = fnv(ev->stream, ev->stream_len);
+	sl->stream_hash = tu_fnv(ev->stream, ev->stream_len);
 	/* a Crashed event has no metadata: an empty one hashes in too */
 	sl->data_hash = strcmp(ev->type, "Crashed") == 0 && ev->metadata_len == 0
-			? fnv(ev->data, ev->data_len) : 0;
+			? tu_fnv(ev->data, ev->data_len) : 0;
 
 	if (ev->position <= s->project_to && strcmp(ev->type, "Crashed") == 0) {
 		expect *e = NULL;
@@ -426,8 +416,8 @@ static void kill_loop(bool with_projection)
 					 ? &sn.slots[a->position - 1] : NULL;
 			ck_assert_msg(sl && memcmp(sl->id, a->id, 16) == 0 &&
 				      sl->version == a->version &&
-				      sl->stream_hash == fnv(a->stream, strlen(a->stream)) &&
-				      sl->data_hash == fnv(data, strlen(data)),
+				      sl->stream_hash == tu_fnv(a->stream, strlen(a->stream)) &&
+				      sl->data_hash == tu_fnv(data, strlen(data)),
 				      "kill %d: acknowledged event %s@%llu (position %llu) lost",
 				      it, a->stream, (unsigned long long)a->version,
 				      (unsigned long long)a->position);

@@ -202,6 +202,19 @@ static bool down(void)
 	return false;
 }
 
+/* Takes the simulation's lock for a changing call; false (unlocked, errno
+ * EIO) when the power is down. */
+static bool enter(void)
+{
+	pthread_mutex_lock(&sim.mu);
+	if (down()) {
+		pthread_mutex_unlock(&sim.mu);
+		errno = EIO;
+		return false;
+	}
+	return true;
+}
+
 static int s_open(const char *path, int flags, mode_t mode)
 {
 	int fd;
@@ -257,12 +270,8 @@ static ssize_t s_pwritev(int fd, const struct iovec *iov, int iovcnt, off_t off)
 {
 	ssize_t w;
 
-	pthread_mutex_lock(&sim.mu);
-	if (down()) {
-		pthread_mutex_unlock(&sim.mu);
-		errno = EIO;
+	if (!enter())
 		return -1;
-	}
 	w = evs__os_default.pwritev(fd, iov, iovcnt, off);
 	sfile *f = fd >= 0 && fd < MAX_FDS ? sim.fds[fd].f : NULL;
 	if (w > 0 && f) {
@@ -289,12 +298,8 @@ static ssize_t s_pwrite(int fd, const void *buf, size_t n, off_t off)
 
 static int s_sync(int fd)
 {
-	pthread_mutex_lock(&sim.mu);
-	if (down()) {
-		pthread_mutex_unlock(&sim.mu);
-		errno = EIO;
+	if (!enter())
 		return -1;
-	}
 	if (fd >= 0 && fd < MAX_FDS && sim.fds[fd].dir && sim.fds[fd].logdir) {
 		for (size_t i = 0; i < sim.nnames; i++)
 			sim.names[i].disk = sim.names[i].live;
@@ -310,12 +315,8 @@ static int s_ftruncate(int fd, off_t len)
 {
 	int rc;
 
-	pthread_mutex_lock(&sim.mu);
-	if (down()) {
-		pthread_mutex_unlock(&sim.mu);
-		errno = EIO;
+	if (!enter())
 		return -1;
-	}
 	rc = evs__os_default.ftruncate(fd, len);
 	if (rc == 0 && fd >= 0 && fd < MAX_FDS && sim.fds[fd].f)
 		add_op(sim.fds[fd].f, true, len, NULL, 0);
@@ -327,12 +328,8 @@ static int s_rename(const char *from, const char *to)
 {
 	int rc;
 
-	pthread_mutex_lock(&sim.mu);
-	if (down()) {
-		pthread_mutex_unlock(&sim.mu);
-		errno = EIO;
+	if (!enter())
 		return -1;
-	}
 	if (in_logdir(from) && in_logdir(to)) {
 		sname *a = touch(from), *b = touch(to);
 		rc = evs__os_default.rename(from, to);
@@ -351,12 +348,8 @@ static int s_unlink(const char *path)
 {
 	int rc;
 
-	pthread_mutex_lock(&sim.mu);
-	if (down()) {
-		pthread_mutex_unlock(&sim.mu);
-		errno = EIO;
+	if (!enter())
 		return -1;
-	}
 	if (in_logdir(path)) {
 		sname *n = touch(path);
 		rc = evs__os_default.unlink(path);
@@ -578,16 +571,6 @@ typedef struct scan {
 	char err[512];
 } scan;
 
-static uint64_t fnv(const void *p, size_t n)
-{
-	const unsigned char *b = p;
-	uint64_t h = 1469598103934665603ull;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ b[i]) * 1099511628211ull;
-	return h;
-}
-
 static int scan_event(const evs_event *ev, void *ctx)
 {
 	scan *sc = ctx;
@@ -619,8 +602,8 @@ static int scan_event(const evs_event *ev, void *ctx)
 	memset(f, 0, sizeof(*f));
 	memcpy(f->id, ev->id, 16);
 	f->version = ev->version;
-	f->stream_hash = fnv(ev->stream, ev->stream_len);
-	f->data_hash = ev->metadata_len == 0 ? fnv(ev->data, ev->data_len) : 0;
+	f->stream_hash = tu_fnv(ev->stream, ev->stream_len);
+	f->data_hash = ev->metadata_len == 0 ? tu_fnv(ev->data, ev->data_len) : 0;
 	if (strcmp(ev->type, "Written") == 0) {
 		unsigned r, t, s, k, n;
 		ck_assert_int_eq(sscanf(ev->data, "{\"round\":%u,\"thread\":%u,\"seq\":%u,\"k\":%u,"
@@ -675,8 +658,8 @@ static void check(const char *store, worker *w, int round, bool durable, totals 
 			}
 			ck_assert_msg(f && memcmp(f->id, a->id, 16) == 0 &&
 				      f->version == a->version &&
-				      f->stream_hash == fnv(a->stream, strlen(a->stream)) &&
-				      f->data_hash == fnv(data, strlen(data)),
+				      f->stream_hash == tu_fnv(a->stream, strlen(a->stream)) &&
+				      f->data_hash == tu_fnv(data, strlen(data)),
 				      "round %d: acknowledged %s@%llu (position %llu) lost", round,
 				      a->stream, (unsigned long long)a->version,
 				      (unsigned long long)a->position);

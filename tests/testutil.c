@@ -205,3 +205,13 @@ int tu_run(Suite *su)
 	srunner_free(sr);
 	return failed ? 1 : 0;
 }
+
+uint64_t tu_fnv(const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	uint64_t h = 1469598103934665603ull;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 1099511628211ull;
+	return h;
+}

@@ -36,6 +36,9 @@ char *tu_dump(evs_store *s);
  * status for main: 0 when every test passed. */
 int tu_run(Suite *su);
 
+/* FNV-1a, 64 bits, of n bytes: for comparing contents cheaply. */
+uint64_t tu_fnv(const void *p, size_t n);
+
 /* Read callback counting events into an int. */
 int tu_count_cb(const evs_event *ev, void *ctx);
 
