@@ -119,6 +119,11 @@ snapshot() {
 	echo "exit $?"
 }
 
+# The bytes of every file under a store: bad input must not change one.
+files_of() {
+	(cd "$1" 2>/dev/null && find . -type f | LC_ALL=C sort | xargs -r sha256sum)
+}
+
 ID1=00000000-0000-4000-8000-000000000001
 ID2=00000000-0000-4000-8000-000000000002
 ID3=00000000-0000-4000-8000-000000000003
@@ -201,11 +206,13 @@ eq "conflicts wrote nothing" "$BEFORE" "$(snapshot "$S")"
 GOOD='{"type":"X","data":{}}'
 bad_input() {
 	# bad_input NAME STATUS NEEDLE INPUT [ARGS...]
-	local name=$1 status=$2 needle=$3 input=$4
+	local name=$1 status=$2 needle=$3 input=$4 bytes
 	shift 4
+	bytes=$(files_of "$S")
 	run_in "$input" append "$S" order-1 "$@"
 	err "$name" "$status" "$needle"
 	eq "$name: nothing appended" "$BEFORE" "$(snapshot "$S")"
+	eq "$name: no byte changed" "$bytes" "$(files_of "$S")"
 }
 
 bad_input "bad JSON" 1 "evstore: append: line 2: invalid JSON: " \
