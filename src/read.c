@@ -24,9 +24,6 @@ int evs__read_batch(evs_store *s, const evs__batch_ref *b, uint8_t **buf,
 	int fd, rc;
 	ssize_t r;
 
-	rc = evs__store_seg_fd(s, b->segment, &fd);
-	if (rc)
-		return rc;
 	if (*cap < b->length) {
 		uint8_t *n = evs__realloc(*buf, b->length);
 		if (!n)
@@ -34,7 +31,11 @@ int evs__read_batch(evs_store *s, const evs__batch_ref *b, uint8_t **buf,
 		*buf = n;
 		*cap = b->length;
 	}
+	rc = evs__store_seg_fd(s, b->segment, &fd);
+	if (rc)
+		return rc;
 	r = evs__os_pread_all(fd, *buf, b->length, (off_t)b->offset);
+	evs__store_seg_put(s, b->segment);
 	evs__seg_name(path, sizeof(path), s->logdir, b->segment);
 	if (r < 0)
 		return evs__err_sys(errno, "read", path);
@@ -351,6 +352,8 @@ static int scan_log(evs_store *s, uint64_t seg, uint64_t off, uint64_t next_pos,
 			break;
 		}
 		if (h.flags & EVS__BATCH_SEAL) {
+			evs__store_seg_put(s, seg);
+			fd = -1;
 			seg = next_pos;
 			off = EVS__SEG_HDR;
 			w.start = w.len = 0;
@@ -366,6 +369,8 @@ static int scan_log(evs_store *s, uint64_t seg, uint64_t off, uint64_t next_pos,
 		next_pos += h.count;
 		off += h.length;
 	}
+	if (fd >= 0)
+		evs__store_seg_put(s, seg);
 	evs__free(w.buf);
 	return rc;
 }

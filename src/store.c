@@ -145,35 +145,63 @@ int evs__store_add_segment(evs_store *s, uint64_t first)
 		s->capsegs = ncap;
 	}
 	memmove(&s->segs[i + 1], &s->segs[i], (s->nsegs - i) * sizeof(*s->segs));
-	s->segs[i] = (evs__seg){ first, -1 };
+	s->segs[i] = (evs__seg){ first, -1, 0, 0 };
 	s->nsegs++;
 out:
 	pthread_mutex_unlock(&s->seg_mu);
 	return rc;
 }
 
-int evs__store_seg_fd(evs_store *s, uint64_t first, int *fd_out)
+/* segs[] index of `first`, or nsegs; under seg_mu. */
+static size_t seg_find(const evs_store *s, uint64_t first)
 {
-	size_t lo = 0, hi;
-	int rc;
+	size_t lo = 0, hi = s->nsegs;
 
-	pthread_mutex_lock(&s->seg_mu);
-	hi = s->nsegs;
 	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
+		size_t mid = lo + (hi - lo) / 2;
 		if (s->segs[mid].first < first)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	if (lo < s->nsegs && s->segs[lo].first == first && s->segs[lo].fd >= 0) {
-		*fd_out = s->segs[lo].fd;
+	return lo < s->nsegs && s->segs[lo].first == first ? lo : s->nsegs;
+}
+
+/* Closes the least recently used descriptors no reader holds, down to
+ * EVS__SEG_FDS_KEPT open; under seg_mu. */
+static void seg_evict(evs_store *s)
+{
+	while (s->nseg_open > EVS__SEG_FDS_KEPT) {
+		size_t victim = s->nsegs;
+		for (size_t i = 0; i < s->nsegs; i++)
+			if (s->segs[i].fd >= 0 && s->segs[i].users == 0 &&
+			    (victim == s->nsegs || s->segs[i].used < s->segs[victim].used))
+				victim = i;
+		if (victim == s->nsegs)
+			return; /* every open one is in use */
+		evs__os_table.close(s->segs[victim].fd);
+		s->segs[victim].fd = -1;
+		s->nseg_open--;
+	}
+}
+
+int evs__store_seg_fd(evs_store *s, uint64_t first, int *fd_out)
+{
+	size_t i;
+	int rc;
+
+	pthread_mutex_lock(&s->seg_mu);
+	i = seg_find(s, first);
+	if (i < s->nsegs && s->segs[i].fd >= 0) {
+		s->segs[i].users++;
+		s->segs[i].used = ++s->seg_tick;
+		*fd_out = s->segs[i].fd;
 		pthread_mutex_unlock(&s->seg_mu);
 		return 0;
 	}
 	pthread_mutex_unlock(&s->seg_mu);
 
-	/* Not open yet (or made by another process's writer). */
+	/* Not open (yet, or any more; or made by another process's writer). */
 	char path[4096];
 	evs__seg_name(path, sizeof(path), s->logdir, first);
 	int fd = evs__os_table.open(path, O_RDONLY, 0);
@@ -185,20 +213,29 @@ int evs__store_seg_fd(evs_store *s, uint64_t first, int *fd_out)
 		return rc;
 	}
 	pthread_mutex_lock(&s->seg_mu);
-	for (size_t i = 0; i < s->nsegs; i++) {
-		if (s->segs[i].first != first)
-			continue;
-		if (s->segs[i].fd < 0) {
-			s->segs[i].fd = fd;
-			fd = -1;
-		}
-		*fd_out = s->segs[i].fd;
-		break;
+	i = seg_find(s, first);
+	if (s->segs[i].fd < 0) {
+		s->segs[i].fd = fd;
+		s->nseg_open++;
+		fd = -1;
 	}
+	s->segs[i].users++;
+	s->segs[i].used = ++s->seg_tick;
+	*fd_out = s->segs[i].fd;
+	seg_evict(s);
 	pthread_mutex_unlock(&s->seg_mu);
 	if (fd >= 0)
 		evs__os_table.close(fd); /* another thread opened it first */
 	return 0;
+}
+
+void evs__store_seg_put(evs_store *s, uint64_t first)
+{
+	pthread_mutex_lock(&s->seg_mu);
+	size_t i = seg_find(s, first);
+	if (i < s->nsegs && s->segs[i].users > 0 && --s->segs[i].users == 0)
+		seg_evict(s);
+	pthread_mutex_unlock(&s->seg_mu);
 }
 
 /* ---- index connection pool ---- */

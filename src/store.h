@@ -117,8 +117,14 @@ int evs__ix_stream_ends(evs__ix *ix, int64_t stream_id, uint64_t *first, uint64_
 
 typedef struct evs__seg {
 	uint64_t first;  /* first position; the file's name */
-	int fd;          /* read-only descriptor, -1 until first needed */
+	int fd;          /* read-only descriptor, -1 when not open */
+	unsigned users;  /* readers holding fd (evs__store_seg_fd .. _put) */
+	uint64_t used;   /* s->seg_tick when last handed out */
 } evs__seg;
+
+/* Read descriptors of segments kept open when no reader holds them: a
+ * store of many segments must not hold a descriptor for each. */
+#define EVS__SEG_FDS_KEPT 32
 
 void evs__seg_name(char *out, size_t size, const char *logdir, uint64_t first);
 /* Creates log/<first>.seg durably: temp file, header, zero-filled to its
@@ -271,6 +277,8 @@ struct evs_store {
 	pthread_mutex_t seg_mu;
 	evs__seg *segs;
 	size_t nsegs, capsegs;
+	size_t nseg_open;      /* segs[] with fd >= 0 */
+	uint64_t seg_tick;
 
 	pthread_mutex_t pool_mu;
 	evs__ix **pool;
@@ -281,9 +289,12 @@ struct evs_store {
 
 /* store.c */
 int evs__store_add_segment(evs_store *s, uint64_t first);
-/* A read-only descriptor for the segment whose first position is `first`
- * (opened on first use and kept until close). */
+/* A read-only descriptor for the segment whose first position is `first`,
+ * held until evs__store_seg_put(s, first).  Descriptors no reader holds
+ * stay open for the next read, at most EVS__SEG_FDS_KEPT of them (the
+ * least recently used are closed). */
 int evs__store_seg_fd(evs_store *s, uint64_t first, int *fd_out);
+void evs__store_seg_put(evs_store *s, uint64_t first);
 /* A read connection from the pool (opened when the pool is empty). */
 int evs__store_ix_get(evs_store *s, evs__ix **out);
 void evs__store_ix_put(evs_store *s, evs__ix *ix);

@@ -26,6 +26,7 @@
  * they record what happened and the main thread asserts on it.
  */
 #include <check.h>
+#include <dirent.h>
 #include <sqlite3.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -37,6 +38,7 @@
 
 /* The on-disk sizes (EVS__BATCH_HDR, evs__rec_size), for exact log_bytes. */
 #include "internal.h"
+#include "store.h"
 #include "testutil.h"
 
 /* Segments of 1 MiB rather than the default 64: each store writes its first
@@ -2855,6 +2857,58 @@ END_TEST
 
 /* ================================================================ suite */
 
+static long open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	long n = 0;
+
+	while (d && (e = readdir(d)) != NULL)
+		n += e->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* A store of many segments does not keep a descriptor open for each one
+ * ever read: at most EVS__SEG_FDS_KEPT stay open between reads (the soak
+ * found the count growing with the store). */
+START_TEST(test_segment_fds_bounded)
+{
+	evs_store *s = tu_open(g_dir, EVS_MIN_SEGMENT_SIZE, 0);
+	char data[1024];
+	int n = 0;
+
+	memset(data, 0, sizeof(data));
+	snprintf(data, sizeof(data), "{\"pad\":\"%0900d\"}", 7);
+	for (int i = 0; i < 300; i++) {
+		evs_new_event ev = { "Padded", data, NULL, NULL, 1 };
+		char stream[32];
+		snprintf(stream, sizeof(stream), "pad-%d", i % 10);
+		ck_assert_int_eq(evs_append(s, stream, EVS_EXPECT_ANY, &ev, 1, NULL), 0);
+	}
+	evs_close(s);
+	ck_assert_uint_gt(tu_segment_count(g_dir), 3 * EVS__SEG_FDS_KEPT);
+	s = tu_open(g_dir, EVS_MIN_SEGMENT_SIZE, 0);
+	long before = open_fds();
+	ck_assert_int_eq(evs_read_all(s, 1, 0, NULL, tu_count_cb, &n), 0);
+	ck_assert_int_eq(n, 300);
+	for (int i = 0; i < 10; i++) {
+		char stream[32];
+		snprintf(stream, sizeof(stream), "pad-%d", i);
+		ck_assert_int_eq(evs_read_stream(s, stream, 0, EVS_BACKWARD, 0, tu_count_cb, &n), 0);
+	}
+	ck_assert_int_eq(n, 600);
+	ck_assert_uint_le(s->nseg_open, EVS__SEG_FDS_KEPT);
+	for (size_t i = 0; i < s->nsegs; i++)
+		ck_assert_uint_eq(s->segs[i].users, 0);
+	/* the index's read connections may add a few */
+	ck_assert_int_le(open_fds() - before, EVS__SEG_FDS_KEPT + 8);
+	evs_close(s);
+}
+END_TEST
+
+
 static Suite *store_suite(void)
 {
 	Suite *s = suite_create("store");
@@ -2918,6 +2972,7 @@ static Suite *store_suite(void)
 	tcase_add_checked_fixture(tc, setup_dir, teardown);
 	tcase_add_test(tc, test_segment_roll);
 	tcase_add_test(tc, test_reopen_other_segment_size);
+	tcase_add_test(tc, test_segment_fds_bounded);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("threads");
