@@ -9,10 +9,12 @@
  * RSS, its open descriptors, the size of every SQLite WAL file of the
  * store and each projection's lag are sampled.  Bounded means: the second
  * half of the run stays within the first half's maximum plus a margin
- * (RSS + 25% + 16 MiB, descriptors + 8, WAL files under 64 MiB: the index
- * checkpoints every 8192 pages, projection lag + 50% + 5000 events: a lag
- * that grows with time nearly doubles), and once the load stops every
- * projection catches up.  At the end
+ * (RSS + 25% + 16 MiB; descriptors + 8, segment files apart, which a
+ * cache fills as the store grows: those at most EVS__SEG_FDS_KEPT plus
+ * two per reader; WAL files under 64 MiB, the index checkpointing every
+ * 8192 pages; projection lag + 50% + 5000 events, since a lag that grows
+ * with time nearly doubles), and once the load stops every projection
+ * catches up.  At the end
  * evs_verify, and `evstore verify` (the tool named by $EVSTORE), must be
  * clean, and the orders read model must hold one row per order placed.
  *
@@ -33,6 +35,7 @@
 
 #include "evstore/projection.h"
 #include "orders.h"
+#include "store.h"
 #include "testutil.h"
 
 #ifndef EVS_TEST_PROJECTIONS
@@ -152,7 +155,7 @@ static void *query_thread(void *arg)
 /* ---- the samples ---- */
 
 typedef struct sample {
-	long rss_kib, fds, wal_kib;
+	long rss_kib, fds, seg_fds, wal_kib;
 	uint64_t lag;
 } sample;
 
@@ -170,17 +173,32 @@ static long rss_kib(void)
 	return v;
 }
 
-static long count_fds(void)
+/* Open descriptors: segment files apart (a bounded cache of them fills as
+ * the store grows, see EVS__SEG_FDS_KEPT), everything else in *other. */
+static long count_fds(long *other)
 {
 	DIR *d = opendir("/proc/self/fd");
 	struct dirent *e;
-	long n = 0;
+	long seg = 0;
 
-	while (d && (e = readdir(d)) != NULL)
-		n += e->d_name[0] != '.';
+	*other = 0;
+	while (d && (e = readdir(d)) != NULL) {
+		char link[300], target[4200];
+		ssize_t n;
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(link, sizeof(link), "/proc/self/fd/%s", e->d_name);
+		n = readlink(link, target, sizeof(target) - 1);
+		target[n > 0 ? n : 0] = '\0';
+		if (n > 4 && strcmp(target + n - 4, ".seg") == 0)
+			seg++;
+		else
+			(*other)++;
+	}
 	if (d)
 		closedir(d);
-	return n - 1; /* the directory's own */
+	(*other)--; /* the directory's own */
+	return seg;
 }
 
 static long wal_kib_in(const char *path)
@@ -206,9 +224,10 @@ static long wal_kib_in(const char *path)
 
 static sample take(void)
 {
-	sample s = { rss_kib(), count_fds(), wal_kib_in(dir), 0 };
+	sample s = { rss_kib(), 0, 0, wal_kib_in(dir), 0 };
 	char rm[4200];
 
+	s.seg_fds = count_fds(&s.fds);
 	snprintf(rm, sizeof(rm), "%s/readmodels", dir);
 	long w = wal_kib_in(rm);
 	if (w > s.wal_kib)
@@ -227,6 +246,8 @@ static void max_into(sample *m, const sample *s)
 		m->rss_kib = s->rss_kib;
 	if (s->fds > m->fds)
 		m->fds = s->fds;
+	if (s->seg_fds > m->seg_fds)
+		m->seg_fds = s->seg_fds;
 	if (s->wal_kib > m->wal_kib)
 		m->wal_kib = s->wal_kib;
 	if (s->lag > m->lag)
@@ -239,7 +260,7 @@ int main(void)
 	int seconds = env && atoi(env) > 0 ? atoi(env) : 60;
 	evs_options o = EVS_OPTIONS_INIT;
 	pthread_t th[THREADS + 1];
-	sample first = { 0, 0, 0, 0 }, second = { 0, 0, 0, 0 };
+	sample first = { 0, 0, 0, 0, 0 }, second = { 0, 0, 0, 0, 0 };
 	int bad = 0;
 
 	dir = tu_mkdtemp();
@@ -325,9 +346,10 @@ int main(void)
 	       "%lu queries, %lu failures\n", seconds, atomic_load(&orders_placed),
 	       atomic_load(&commands), (unsigned long long)st.head_position,
 	       (unsigned long long)st.segments, atomic_load(&queries), atomic_load(&failures));
-	printf("soak: first half / second half maxima: RSS %ld / %ld KiB, descriptors %ld / %ld, "
-	       "largest WAL %ld / %ld KiB, projection lag %llu / %llu events\n",
-	       first.rss_kib, second.rss_kib, first.fds, second.fds, first.wal_kib,
+	printf("soak: first half / second half maxima: RSS %ld / %ld KiB, descriptors %ld / %ld "
+	       "(and segment files %ld / %ld), largest WAL %ld / %ld KiB, projection lag %llu / "
+	       "%llu events\n", first.rss_kib, second.rss_kib, first.fds, second.fds,
+	       first.seg_fds, second.seg_fds, first.wal_kib,
 	       second.wal_kib, (unsigned long long)first.lag, (unsigned long long)second.lag);
 	if (atomic_load(&failures)) {
 		fprintf(stderr, "soak: %lu calls failed\n", atomic_load(&failures));
@@ -340,6 +362,11 @@ int main(void)
 	}
 	if (second.fds > first.fds + 8) {
 		fprintf(stderr, "soak: descriptors grew from %ld to %ld\n", first.fds, second.fds);
+		bad = 1;
+	}
+	/* segment files: the kept ones, and one or two per reader at work */
+	if (second.seg_fds > (long)(EVS__SEG_FDS_KEPT + 2 * (THREADS + NPROJ + 1))) {
+		fprintf(stderr, "soak: %ld segment files open\n", second.seg_fds);
 		bad = 1;
 	}
 	if (first.wal_kib > 64 * 1024 || second.wal_kib > 64 * 1024) {
