@@ -32,8 +32,23 @@ failures=()
 # ---------------------------------------------------------------------
 # Helpers
 
+# Every file under $TMP but the runs' own output (and SQLite's -shm files,
+# which readers write, and empty -wal files, which a last close removes),
+# taken before each run so that `err` can
+# check that a failed command changed nothing: the content's hash, or for
+# files over 1 MiB (preallocated segments) the size and modification time.
+tmp_files() {
+	(cd "$TMP" && {
+		find . -type f ! -name out ! -name err ! -name '*-shm' \
+			! \( -name '*-wal' -empty \) -size -1025k -print0 |
+			xargs -0 -r sha256sum
+		find . -type f -size +1024k -printf '%s %T@  %p\n'
+	} | LC_ALL=C sort -k2)
+}
+
 # run ARGS...: runs evstore with an empty stdin; sets OUT, ERR and RC.
 run() {
+	PRE=$(tmp_files)
 	"$EVSTORE" "$@" </dev/null >"$TMP/out" 2>"$TMP/err"
 	RC=$?
 	OUT=$(<"$TMP/out")
@@ -44,6 +59,7 @@ run() {
 run_in() {
 	local input=$1
 	shift
+	PRE=$(tmp_files)
 	printf '%s' "$input" | "$EVSTORE" "$@" >"$TMP/out" 2>"$TMP/err"
 	RC=$?
 	OUT=$(<"$TMP/out")
@@ -111,6 +127,7 @@ err() {
 	eq "$1: exit status" "$2" "$RC"
 	eq "$1: no output" "" "$OUT"
 	has "$1: message" "$3" "$ERR"
+	eq "$1: no file written" "$PRE" "$(tmp_files)"
 }
 
 # The store's whole content, for "nothing changed" checks.
@@ -651,7 +668,7 @@ err "demo: bad durability" 2 "evstore: demo: option '--durability': 'fast' is no
 run demo "$TMP/demo2" --schemas "$TMP/no-schemas" --durability none
 err "demo: missing schema directory" 1 "evstore: demo: cannot open store '$TMP/demo2': "
 run demo "$TMP/demo2" --projections "$TMP/no-projections" --durability none
-err "demo: missing projections" 1 "evstore: demo: cannot load projection $TMP/no-projections/orders.sql: invalid input: projection $TMP/no-projections/orders.sql: No such file or directory"
+err "demo: missing projections" 1 "evstore: demo: cannot load projection $TMP/no-projections/orders.sql: No such file or directory"
 run demo "$TMP/demo2" --projections
 err "demo: --projections without a value" 2 "evstore: demo: option '--projections' needs a value"
 # Schemas without the v1 -> v2 upcaster: the first legacy order fails,
@@ -659,6 +676,7 @@ err "demo: --projections without a value" 2 "evstore: demo: option '--projection
 mkdir -p "$TMP/no-upcaster"
 cp "$(dirname "${BASH_SOURCE[0]}")"/../schema/events/*.json "$TMP/no-upcaster/"
 run demo "$TMP/demo3" --schemas "$TMP/no-upcaster" --customers 3 --threads 1 --durability none
+PRE=$(tmp_files) # it fails after work done, which stays
 err "demo without the upcaster" 1 "evstore: demo: order-1: AddItem (command order-1:1): expected success, but it was an error: invalid input: decider 'order': evolve returned NULL for stream 'order-1' version 1 (OrderPlaced)"
 
 # ---------------------------------------------------------------------

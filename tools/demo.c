@@ -52,6 +52,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -1296,6 +1297,17 @@ int cmd_demo(const char *cmd, int argc, char **argv)
 	dm->threads = (uint32_t)threads;
 	orders_decider(&dm->dec);
 
+	/* a projection file that cannot be read stops the run before the
+	 * store is created or touched */
+	for (int i = 0; i < NPROJ; i++) {
+		char path[4200];
+		snprintf(path, sizeof(path), "%s/%s.sql", pdir, demo_projections[i]);
+		if (access(path, R_OK) != 0) {
+			fprintf(stderr, "evstore: demo: cannot load projection %s: %s\n", path,
+				strerror(errno));
+			goto out;
+		}
+	}
 	opts.create = 1;
 	opts.durability = durability;
 	opts.schema_dir = schemas;
