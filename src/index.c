@@ -171,11 +171,18 @@ int evs__ix_open(evs__ix **out, const char *path, bool read_only)
 				  "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 				  "PRAGMA wal_autocheckpoint=8192; PRAGMA cache_size=-16384;",
 				  NULL, NULL, &errmsg);
+		/* in one transaction: a writer that dies setting the index up
+		 * leaves all of it or none, never tables without the format */
+		if (rc == SQLITE_OK)
+			rc = sqlite3_exec(ix->db, "BEGIN IMMEDIATE", NULL, NULL, &errmsg);
 		if (rc == SQLITE_OK)
 			rc = sqlite3_exec(ix->db, evs__index_sql, NULL, NULL, &errmsg);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_exec(ix->db, "COMMIT", NULL, NULL, &errmsg);
 		if (rc != SQLITE_OK) {
 			int err = ix_err(ix, rc, "set up");
 			sqlite3_free(errmsg);
+			sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
 			evs__ix_close(ix);
 			return err;
 		}
