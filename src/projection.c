@@ -2068,7 +2068,6 @@ int evs_projection_rebuild_loaded(evs_store *s, const char *name, evs_progress_c
 int evs_projection_status_get(evs_projection_status *out, evs_store *s, const char *name)
 {
 	proj *p;
-	evs_stats st;
 	int rc;
 
 	evs__err_clear();
@@ -2078,7 +2077,14 @@ int evs_projection_status_get(evs_projection_status *out, evs_store *s, const ch
 	memset(out, 0, sizeof(*out));
 	if (!(p = find_proj(s, name)))
 		return evs__err(EVS_ENOTFOUND, "no projection '%s' is loaded", name);
-	if ((rc = evs_stats_get(&st, s)) != 0)
+	/* the head alone: evs_stats_get counts the whole index */
+	evs__ix *ix;
+	uint64_t head = 0;
+	if ((rc = evs__store_read_begin(s, &ix, &head)) != 0)
+		return rc;
+	rc = evs__ix_head(ix, &head);
+	evs__store_ix_put(s, ix);
+	if (rc)
 		return rc;
 	pthread_mutex_lock(&p->mu);
 	out->checkpoint = p->checkpoint;
@@ -2087,7 +2093,7 @@ int evs_projection_status_get(evs_projection_status *out, evs_store *s, const ch
 	/* a worker that stopped applying has no rate */
 	out->rate = out->running && mono_s() - p->rate_at < 2.0 ? p->rate : 0;
 	pthread_mutex_unlock(&p->mu);
-	out->head = st.head_position;
+	out->head = head;
 	out->lag = out->head > out->checkpoint ? out->head - out->checkpoint : 0;
 	{
 		sqlite3_stmt *q;
