@@ -2077,15 +2077,12 @@ int evs_projection_status_get(evs_projection_status *out, evs_store *s, const ch
 	memset(out, 0, sizeof(*out));
 	if (!(p = find_proj(s, name)))
 		return evs__err(EVS_ENOTFOUND, "no projection '%s' is loaded", name);
-	/* the head alone: evs_stats_get counts the whole index */
+	/* the head alone (evs_stats_get counts the whole index) */
 	evs__ix *ix;
 	uint64_t head = 0;
 	if ((rc = evs__store_read_begin(s, &ix, &head)) != 0)
 		return rc;
-	rc = evs__ix_head(ix, &head);
 	evs__store_ix_put(s, ix);
-	if (rc)
-		return rc;
 	pthread_mutex_lock(&p->mu);
 	out->checkpoint = p->checkpoint;
 	out->running = p->running && !p->failed;
