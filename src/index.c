@@ -9,9 +9,11 @@
  * a crash (DESIGN.md invariant 4), so losing its last transactions on
  * power loss costs a little recovery, never an event.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "store.h"
 
@@ -103,6 +105,7 @@ struct evs__ix {
 	char *path;
 	sqlite3_stmt *st[Q__COUNT];
 	int prep_err;           /* why stmt() last returned NULL */
+	bool unset;             /* an empty stand-in: the file is not set up yet */
 };
 
 static int ix_err(evs__ix *ix, int rc, const char *what)
@@ -141,6 +144,29 @@ static int run(evs__ix *ix, sqlite3_stmt *st, const char *what)
 	return 0;
 }
 
+/* Completes `ix` as an in-memory index with the schema and no batches. */
+static int ix_open_unset(evs__ix *ix, evs__ix **out)
+{
+	int rc = sqlite3_open_v2(":memory:", &ix->db, SQLITE_OPEN_READWRITE |
+				 SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(ix->db, evs__index_sql, NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		rc = ix_err(ix, rc, "open");
+		evs__ix_close(ix);
+		return rc;
+	}
+	ix->unset = true;
+	*out = ix;
+	return 0;
+}
+
+bool evs__ix_unset(const evs__ix *ix)
+{
+	return ix->unset;
+}
+
 int evs__ix_open(evs__ix **out, const char *path, bool read_only)
 {
 	evs__ix *ix = evs__calloc(1, sizeof(*ix));
@@ -156,6 +182,12 @@ int evs__ix_open(evs__ix **out, const char *path, bool read_only)
 		evs__free(ix);
 		return evs__err(EVS_ENOMEM, "out of memory opening the index");
 	}
+	/* A reader of a store whose first writer has not set the index up
+	 * (still opening, or died doing it) reads an empty index, as it
+	 * would once the writer had made it; the stand-in is never pooled,
+	 * so the next read opens the file again. */
+	if (read_only && access(path, F_OK) != 0 && errno == ENOENT)
+		return ix_open_unset(ix, out);
 	rc = sqlite3_open_v2(path, &ix->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
 		rc = ix_err(ix, rc, "open");
@@ -163,6 +195,24 @@ int evs__ix_open(evs__ix **out, const char *path, bool read_only)
 		return rc;
 	}
 	sqlite3_busy_timeout(ix->db, 5000);
+	if (read_only) {
+		sqlite3_stmt *st = NULL;
+		rc = sqlite3_prepare_v2(ix->db, "SELECT 1 FROM sqlite_master "
+					"WHERE type = 'table' AND name = 'meta'", -1, &st, NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (rc == SQLITE_DONE) {
+			sqlite3_close(ix->db);
+			ix->db = NULL;
+			return ix_open_unset(ix, out);
+		}
+		if (rc != SQLITE_ROW) {
+			rc = ix_err(ix, rc, "open");
+			evs__ix_close(ix);
+			return rc;
+		}
+	}
 	if (!read_only) {
 		/* Checkpoints sync, and a sync competes with the log's
 		 * fdatasync: fewer, larger ones (every 8192 pages) cost the

@@ -480,6 +480,14 @@ int evs__store_read_begin(evs_store *s, evs__ix **ix_out, uint64_t *head)
 					break;
 				} else {
 					recovered = true;
+					/* a stand-in for an index not set up
+					 * then: read the one recovery made */
+					if (evs__ix_unset(ix)) {
+						evs__ix_close(ix);
+						rc = evs__store_ix_get(s, &ix);
+						if (rc)
+							return rc;
+					}
 					continue;
 				}
 			}

@@ -261,8 +261,10 @@ void evs__store_ix_put(evs_store *s, evs__ix *ix)
 {
 	if (!ix)
 		return;
-	if (!evs__ix_rollback(ix)) {
-		/* still in a transaction: not for the next reader */
+	if (evs__ix_unset(ix) || !evs__ix_rollback(ix)) {
+		/* a stand-in for an index not set up yet (the next reader
+		 * looks at the file again), or still in a transaction: not
+		 * for the next reader */
 		evs__ix_close(ix);
 		return;
 	}
@@ -1023,11 +1025,6 @@ static int open_store(evs_store **out, const char *dir, const evs_options *opts,
 		if (rc)
 			goto fail;
 	} else {
-		if (access(ixpath, R_OK) != 0) {
-			rc = evs__err(EVS_ENOTFOUND, "store %s has no index.db yet; open it for "
-				      "writing once to build it", dir);
-			goto fail;
-		}
 		/* For the writer's published head and to see whether a
 		 * writer is alive; a store without it is read as indexed. */
 		s->lock_fd = open(lockpath, O_RDONLY | O_CLOEXEC);

@@ -41,6 +41,8 @@ typedef struct evs__batch_ref {
 
 int evs__ix_open(evs__ix **out, const char *path, bool read_only);
 void evs__ix_close(evs__ix *ix);
+/* true for a reader's stand-in for an index its writer has not set up */
+bool evs__ix_unset(const evs__ix *ix);
 int evs__ix_begin(evs__ix *ix, bool write);
 int evs__ix_commit(evs__ix *ix);
 /* Ends the open transaction, if any; false when it could not. */

@@ -456,6 +456,24 @@ run verify "$G1" --quiet
 ok "generate into a store: verify" '{"ok":true,"problems":0,"store":"'$G1'"}'
 
 # ---------------------------------------------------------------------
+# verify of a store whose first writer died setting the index up: the
+# log is checked alone, with a note, and nothing is written
+
+H=$TMP/half
+mkdir -p "$H/log"
+: >"$H/LOCK"
+run verify "$H"
+eq "verify without an index: exit status" 0 "$RC"
+eq "verify without an index: output" '{"ok":true,"problems":0,"store":"'$H'"}' "$OUT"
+eq "verify without an index: note" "evstore: verify: note: $H/index.db is not set up yet (the store's first writer did not finish opening it): the log was checked alone, and the next writable open indexes it" "$ERR"
+eq "verify without an index: no file written" "$PRE" "$(tmp_files)"
+run verify "$H" --quiet
+ok "verify without an index, quiet" '{"ok":true,"problems":0,"store":"'$H'"}'
+run stats "$H"
+ok "stats without an index" '{"store":"'$H'","head_position":0,"streams":0,"batches":0,"segments":0,"log_bytes":N,"recovered_batches":0,"recovery_bytes":0,"truncated_bytes":0}'
+rm -r "$H"
+
+# ---------------------------------------------------------------------
 # verify finds a flipped byte
 
 C=$TMP/corrupt

@@ -691,6 +691,75 @@ START_TEST(test_open_read_only)
 }
 END_TEST
 
+/* A store whose first writer died before it set the index up (log/ and
+ * LOCK made, index.db missing, or there without its tables) reads as an
+ * empty store, verifies clean and is left as it was; once a writer has
+ * opened it, the same reader sees the writer's events. */
+START_TEST(test_open_read_only_index_not_set_up)
+{
+	char *dir = path_in(g_dir, "half");
+
+	for (int with_file = 0; with_file < 2; with_file++) {
+		char *logdir = path_in(dir, "log"), *lock = path_in(dir, "LOCK");
+		char *ix = path_in(dir, "index.db");
+		evs_store *ro, *w;
+		evs_stats st;
+		coll c = { 0 };
+
+		ck_assert_int_eq(mkdir(dir, 0700), 0);
+		ck_assert_int_eq(mkdir(logdir, 0755), 0);
+		ck_assert_int_eq(tu_write_file(lock, "", 0), 0);
+		if (with_file) {
+			sqlite3 *db;
+			ck_assert_int_eq(sqlite3_open(ix, &db), SQLITE_OK);
+			ck_assert_int_eq(sqlite3_exec(db, "PRAGMA journal_mode=WAL",
+						      NULL, NULL, NULL), SQLITE_OK);
+			sqlite3_close(db);
+		}
+		ro = open_read_only(dir);
+		ck_assert_int_eq(rd_all(&c, ro, 0, 0, NULL), 0);
+		ck_assert_uint_eq(c.n, 0);
+		ck_assert_int_eq(evs_stats_get(&st, ro), 0);
+		ck_assert_uint_eq(st.head_position, 0);
+		ck_assert_uint_eq(st.streams, 0);
+		ck_assert_int_eq(verify_clean(ro), 0);
+		ck_assert_int_eq(exists(ix), with_file);
+
+		w = tu_open(dir, TEST_SEG, 0);
+		ck_assert_ptr_nonnull(w);
+		add1(w, "late-1", "First", "{}");
+		addn(w, "late-1", "More", 2);
+		ck_assert_int_eq(rd_all(&c, ro, 0, 0, NULL), 0);
+		ck_assert_str_eq(seq(&c, 'p'), "1 2 3");
+		ck_assert_int_eq(evs_stats_get(&st, ro), 0);
+		ck_assert_uint_eq(st.head_position, 3);
+		ck_assert_int_eq(verify_clean(ro), 0);
+		evs_close(w);
+		evs_close(ro);
+
+		/* The index deleted after a writer published its head: a new
+		 * reader rebuilds it from the log, as the next writer would. */
+		for (const char *const *x = (const char *const[]){ "", "-wal", "-shm", NULL };
+		     *x; x++) {
+			char f[4200];
+			snprintf(f, sizeof(f), "%s%s", ix, *x);
+			unlink(f);
+		}
+		ro = open_read_only(dir);
+		ck_assert_int_eq(rd_all(&c, ro, 0, 0, NULL), 0);
+		ck_assert_str_eq(seq(&c, 'p'), "1 2 3");
+		ck_assert_int_eq(verify_clean(ro), 0);
+		evs_close(ro);
+		coll_free(&c);
+		tu_rmdir(dir);
+		free(logdir);
+		free(lock);
+		free(ix);
+	}
+	free(dir);
+}
+END_TEST
+
 START_TEST(test_close_null)
 {
 	evs_close(NULL);
@@ -2929,6 +2998,7 @@ static Suite *store_suite(void)
 	tc = tcase_create("read_only");
 	tcase_add_checked_fixture(tc, setup_store, teardown);
 	tcase_add_test(tc, test_open_read_only);
+	tcase_add_test(tc, test_open_read_only_index_not_set_up);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("roundtrip");

@@ -42,7 +42,8 @@ typedef enum evs_durability {
 typedef struct evs_options {
 	int version;             /* EVS_OPTIONS_VERSION */
 	int create;              /* create the store if the directory has none */
-	int read_only;           /* no lock, no recovery, appends fail */
+	int read_only;           /* no lock, no recovery, appends fail; an
+				  * index not set up yet reads as empty */
 	evs_durability durability;
 	uint64_t segment_size;   /* bytes per segment file, >= EVS_MIN_SEGMENT_SIZE */
 	uint32_t max_event_size; /* bytes of type + metadata + data of one event */
