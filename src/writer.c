@@ -515,6 +515,76 @@ static bool dup_in_group(evs__req **grp, size_t n, const evs__req *r)
 	return false;
 }
 
+/* ---- evs_metrics ---- */
+
+static const uint64_t sync_bounds[EVS_METRICS_SYNC_BUCKETS] = EVS_METRICS_SYNC_BOUNDS_US;
+static const uint64_t group_bounds[EVS_METRICS_GROUP_BUCKETS] = EVS_METRICS_GROUP_BOUNDS;
+
+/* The bucket of `v` under `bounds` (the last one, 0, has no bound). */
+static size_t bucket(const uint64_t *bounds, size_t n, uint64_t v)
+{
+	size_t i = 0;
+
+	while (i + 1 < n && v > bounds[i])
+		i++;
+	return i;
+}
+
+static void count_sync(evs_store *s, uint64_t us)
+{
+	atomic_fetch_add_explicit(&s->m_syncs, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->m_sync_us, us, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->m_sync_buckets[bucket(sync_bounds,
+			EVS_METRICS_SYNC_BUCKETS, us)], 1, memory_order_relaxed);
+}
+
+static void count_group(evs_store *s, size_t appends, size_t bytes)
+{
+	atomic_fetch_add_explicit(&s->m_groups, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->m_group_appends, appends, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->m_bytes, bytes, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->m_group_buckets[bucket(group_bounds,
+			EVS_METRICS_GROUP_BUCKETS, appends)], 1, memory_order_relaxed);
+}
+
+/* Counts a finished evs_append by its outcome. */
+static void count_append(evs_store *s, int rc, const evs__req *r)
+{
+	int k = rc == 0 ? (r->res.idempotent ? 1 : 0) :
+		rc == EVS_ECONFLICT ? 2 :
+		rc == EVS_EINVAL || rc == EVS_ETOOLARGE || rc == EVS_ESCHEMA ? 3 : 4;
+
+	atomic_fetch_add_explicit(&s->m_appends[k], 1, memory_order_relaxed);
+	if (k == 0)
+		atomic_fetch_add_explicit(&s->m_events, r->count, memory_order_relaxed);
+}
+
+int evs_metrics_get(evs_metrics *out, evs_store *s)
+{
+	evs__err_clear();
+	if (!out || !s)
+		return evs__need("evs_metrics_get", "out", out, "store", s, (const char *)NULL);
+	memset(out, 0, sizeof(*out));
+	out->appends_ok = atomic_load_explicit(&s->m_appends[0], memory_order_relaxed);
+	out->appends_idempotent = atomic_load_explicit(&s->m_appends[1], memory_order_relaxed);
+	out->appends_conflict = atomic_load_explicit(&s->m_appends[2], memory_order_relaxed);
+	out->appends_invalid = atomic_load_explicit(&s->m_appends[3], memory_order_relaxed);
+	out->appends_failed = atomic_load_explicit(&s->m_appends[4], memory_order_relaxed);
+	out->events_appended = atomic_load_explicit(&s->m_events, memory_order_relaxed);
+	out->bytes_written = atomic_load_explicit(&s->m_bytes, memory_order_relaxed);
+	out->groups = atomic_load_explicit(&s->m_groups, memory_order_relaxed);
+	out->group_appends = atomic_load_explicit(&s->m_group_appends, memory_order_relaxed);
+	out->syncs = atomic_load_explicit(&s->m_syncs, memory_order_relaxed);
+	out->sync_us = atomic_load_explicit(&s->m_sync_us, memory_order_relaxed);
+	for (size_t i = 0; i < EVS_METRICS_GROUP_BUCKETS; i++)
+		out->group_buckets[i] = atomic_load_explicit(&s->m_group_buckets[i],
+							     memory_order_relaxed);
+	for (size_t i = 0; i < EVS_METRICS_SYNC_BUCKETS; i++)
+		out->sync_buckets[i] = atomic_load_explicit(&s->m_sync_buckets[i],
+							    memory_order_relaxed);
+	return 0;
+}
+
 /*
  * The leader's work on the group grp[0..n): admit, stamp, write, sync,
  * index.  Returns how many requests of the group it finished (a request
@@ -617,14 +687,18 @@ static size_t lead(evs_store *s, evs__req **grp, size_t n)
 			      ")", path, w, total, start_off);
 		goto io_failed;
 	}
-	if (s->opts.durability == EVS_DURABILITY_SYNC && evs__os_table.fdatasync(s->wfd) != 0) {
-		char path[4096];
-		evs__seg_name(path, sizeof(path), s->logdir, s->wseg);
-		rc = evs__err_sys(errno, "fdatasync", path);
-		goto io_failed;
-	}
-	if (s->opts.durability == EVS_DURABILITY_SYNC)
+	if (s->opts.durability == EVS_DURABILITY_SYNC) {
+		uint64_t t0 = evs__monotonic_ns();
+		if (evs__os_table.fdatasync(s->wfd) != 0) {
+			char path[4096];
+			evs__seg_name(path, sizeof(path), s->logdir, s->wseg);
+			rc = evs__err_sys(errno, "fdatasync", path);
+			goto io_failed;
+		}
+		count_sync(s, (evs__monotonic_ns() - t0) / 1000);
 		s->synced_pos = s->next_position - 1;
+	}
+	count_group(s, niov, total);
 	s->woff += total;
 	atomic_store_explicit(&s->active_fill, (unsigned)(s->woff * 1000 / s->wsize),
 			      memory_order_relaxed);
@@ -856,13 +930,17 @@ int evs_append(evs_store *s, const char *stream, int64_t expected_version,
 	if (s->read_only)
 		return evs__err(EVS_EREADONLY, "store %s is open read-only", s->dir);
 	if ((rc = evs__check_stream_name(stream, &r.stream_len)) != 0)
-		return rc;
-	if (n == 0 || !events)
-		return evs__err(EVS_EINVAL, "stream '%s': an append needs at least one event",
-				stream);
-	if (expected_version < EVS_EXPECT_EXISTS)
-		return evs__err(EVS_EINVAL, "stream '%s': invalid expected version %" PRId64,
-				stream, expected_version);
+		goto out;
+	if (n == 0 || !events) {
+		rc = evs__err(EVS_EINVAL, "stream '%s': an append needs at least one event",
+			      stream);
+		goto out;
+	}
+	if (expected_version < EVS_EXPECT_EXISTS) {
+		rc = evs__err(EVS_EINVAL, "stream '%s': invalid expected version %" PRId64,
+			      stream, expected_version);
+		goto out;
+	}
 	r.stream = stream;
 	r.expected = expected_version;
 	rc = encode(s, &r, events, n);
@@ -890,6 +968,7 @@ int evs_append(evs_store *s, const char *stream, int64_t expected_version,
 	if (out && (rc == 0 || rc == EVS_ECONFLICT))
 		*out = r.res;
 out:
+	count_append(s, rc, &r);
 	evs__free(r.buf);
 	evs__free(r.ids);
 	evs__free(r.errmsg);

@@ -2590,6 +2590,71 @@ START_TEST(test_stream_info)
 }
 END_TEST
 
+/* evs_metrics counts each append by its outcome, and each group's size,
+ * bytes and fdatasync; a read-only handle counts nothing. */
+START_TEST(test_metrics)
+{
+	static const uint8_t id[16] = { 0x01, 0x93, 0, 0, 0, 0, 0x70, 0, 0x80, 0, 0, 0, 0, 0, 0, 7 };
+	evs_new_event e1[1] = { mkev("Opened", "{\"a\":1}") };
+	evs_new_event e3[3] = { mkev("A", "{}"), mkev("B", "{}"), mkev("C", "{}") };
+	evs_new_event withid = { "Once", "{}", NULL, id, 0 };
+	evs_store *s, *ro;
+	evs_metrics m;
+	evs_stats st;
+	uint64_t sum;
+
+	evs_close(g_s);
+	tu_rmdir(g_dir);
+	ck_assert_int_eq(mkdir(g_dir, 0700), 0);
+	g_s = s = tu_open(g_dir, TEST_SEG, 1);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_int_eq(evs_metrics_get(&m, s), 0);
+	ck_assert_uint_eq(m.appends_ok + m.groups + m.syncs + m.bytes_written, 0);
+
+	ck_assert_int_eq(evs_append(s, "met-1", EVS_EXPECT_NO_STREAM, e1, 1, NULL), 0);
+	ck_assert_int_eq(evs_append(s, "met-2", EVS_EXPECT_ANY, e3, 3, NULL), 0);
+	ck_assert_int_eq(evs_append(s, "met-3", EVS_EXPECT_ANY, &withid, 1, NULL), 0);
+	/* the same id again: idempotent, nothing written */
+	ck_assert_int_eq(evs_append(s, "met-3", EVS_EXPECT_ANY, &withid, 1, NULL), 0);
+	ck_assert_int_eq(evs_append(s, "met-1", EVS_EXPECT_NO_STREAM, e1, 1, NULL),
+			 EVS_ECONFLICT);
+	ck_assert_int_eq(evs_append(s, "met-1", EVS_EXPECT_ANY, e1, 0, NULL), EVS_EINVAL);
+	ck_assert_int_eq(evs_append(s, "", EVS_EXPECT_ANY, e1, 1, NULL), EVS_EINVAL);
+	ck_assert_int_eq(evs_append(s, "met-1", EVS_EXPECT_ANY, &(evs_new_event){ "T", "[]",
+			 NULL, NULL, 0 }, 1, NULL), EVS_EINVAL);
+
+	ck_assert_int_eq(evs_metrics_get(&m, s), 0);
+	ck_assert_uint_eq(m.appends_ok, 3);
+	ck_assert_uint_eq(m.appends_idempotent, 1);
+	ck_assert_uint_eq(m.appends_conflict, 1);
+	ck_assert_uint_eq(m.appends_invalid, 3);
+	ck_assert_uint_eq(m.appends_failed, 0);
+	ck_assert_uint_eq(m.events_appended, 5);
+	/* one thread: each written append was a group of its own */
+	ck_assert_uint_eq(m.groups, 3);
+	ck_assert_uint_eq(m.group_appends, 3);
+	ck_assert_uint_eq(m.group_buckets[0], 3);
+	sum = 0;
+	for (int i = 0; i < EVS_METRICS_GROUP_BUCKETS; i++)
+		sum += m.group_buckets[i];
+	ck_assert_uint_eq(sum, 3);
+	ck_assert_uint_eq(m.syncs, 3);
+	sum = 0;
+	for (int i = 0; i < EVS_METRICS_SYNC_BUCKETS; i++)
+		sum += m.sync_buckets[i];
+	ck_assert_uint_eq(sum, 3);
+	ck_assert_int_eq(evs_stats_get(&st, s), 0);
+	ck_assert_uint_eq(m.bytes_written, st.log_bytes);
+
+	ro = open_read_only(g_dir);
+	ck_assert_int_eq(evs_metrics_get(&m, ro), 0);
+	ck_assert_uint_eq(m.appends_ok + m.events_appended + m.groups + m.syncs, 0);
+	evs_close(ro);
+	ck_assert_int_eq(evs_metrics_get(NULL, s), EVS_EINVAL);
+	ck_assert_int_eq(evs_metrics_get(&m, NULL), EVS_EINVAL);
+}
+END_TEST
+
 START_TEST(test_stats)
 {
 	evs_new_event e1[1] = { mkev("Opened", "{\"a\":1}") };
@@ -3063,6 +3128,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_list_categories);
 	tcase_add_test(tc, test_stream_info);
 	tcase_add_test(tc, test_stats);
+	tcase_add_test(tc, test_metrics);
 	tcase_add_test(tc, test_category);
 	tcase_add_test(tc, test_uuid);
 	tcase_add_test(tc, test_error_names);

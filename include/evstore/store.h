@@ -249,6 +249,40 @@ typedef struct evs_stats {
 EVS_EXTERN int evs_stats_get(evs_stats *out, evs_store *store);
 
 /*
+ * Counters of this handle's appends since it was opened, for monitoring
+ * (`evstore serve` exposes them at /metrics).  Every field is a running
+ * total.  The histograms count, per bucket, the groups whose value was at
+ * most the bucket's bound and above the previous one; the last bucket has
+ * no upper bound.
+ */
+#define EVS_METRICS_SYNC_BUCKETS 12
+/* fdatasync time bounds of sync_buckets, in microseconds */
+#define EVS_METRICS_SYNC_BOUNDS_US \
+	{ 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 0 }
+#define EVS_METRICS_GROUP_BUCKETS 10
+/* appends per group commit, the bounds of group_buckets */
+#define EVS_METRICS_GROUP_BOUNDS { 1, 2, 4, 8, 16, 32, 64, 128, 256, 0 }
+
+typedef struct evs_metrics {
+	uint64_t appends_ok;        /* calls that wrote their events */
+	uint64_t appends_idempotent;/* calls that found them already stored */
+	uint64_t appends_conflict;  /* EVS_ECONFLICT */
+	uint64_t appends_invalid;   /* EVS_EINVAL, EVS_ETOOLARGE, EVS_ESCHEMA */
+	uint64_t appends_failed;    /* any other error (I/O, a failed store) */
+	uint64_t events_appended;   /* events of appends_ok */
+	uint64_t bytes_written;     /* log bytes written by groups */
+	uint64_t groups;            /* group commits: one write, one sync */
+	uint64_t group_appends;     /* appends in them, summed */
+	uint64_t group_buckets[EVS_METRICS_GROUP_BUCKETS];
+	uint64_t syncs;             /* fdatasync calls of groups */
+	uint64_t sync_us;           /* their time, summed, in microseconds */
+	uint64_t sync_buckets[EVS_METRICS_SYNC_BUCKETS];
+} evs_metrics;
+
+/* Fills *out; a read-only handle's counters stay 0. */
+EVS_EXTERN int evs_metrics_get(evs_metrics *out, evs_store *store);
+
+/*
  * Checks every batch of the log (CRC, framing, dense positions and
  * versions) and that the index agrees with it.  Each problem is reported to
  * `report` (may be NULL) as one line naming the segment and offset.
