@@ -582,6 +582,7 @@ int evs_metrics_get(evs_metrics *out, evs_store *s)
 	for (size_t i = 0; i < EVS_METRICS_SYNC_BUCKETS; i++)
 		out->sync_buckets[i] = atomic_load_explicit(&s->m_sync_buckets[i],
 							    memory_order_relaxed);
+	out->failed = atomic_load(&s->failed);
 	return 0;
 }
 

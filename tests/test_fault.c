@@ -324,6 +324,13 @@ START_TEST(test_failed_state)
 	ck_assert_int_eq(evs_append(s, "a-1", EVS_EXPECT_ANY, &ev, 1, NULL), EVS_EFAILED);
 	ck_assert_int_eq(evs_read_stream(s, "a-1", 1, EVS_FORWARD, 0, tu_count_cb, &n), 0);
 	ck_assert_int_eq(n, 1);
+	/* the metrics say so, and count the failures */
+	evs_metrics m;
+	ck_assert_int_eq(evs_metrics_get(&m, s), 0);
+	ck_assert_int_eq(m.failed, EVS_EIO);
+	ck_assert_uint_eq(m.appends_ok, 1);
+	ck_assert_uint_eq(m.appends_failed, 3);
+	ck_assert_uint_eq(m.syncs, 1);
 	evs_close(s);
 	s = tu_open(dir, 0, 1);
 	ck_assert_int_eq(evs_append(s, "a-1", 1, &ev, 1, NULL), 0);

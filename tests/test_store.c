@@ -2645,6 +2645,7 @@ START_TEST(test_metrics)
 	ck_assert_uint_eq(sum, 3);
 	ck_assert_int_eq(evs_stats_get(&st, s), 0);
 	ck_assert_uint_eq(m.bytes_written, st.log_bytes);
+	ck_assert_int_eq(m.failed, 0);
 
 	ro = open_read_only(g_dir);
 	ck_assert_int_eq(evs_metrics_get(&m, ro), 0);

@@ -277,6 +277,8 @@ typedef struct evs_metrics {
 	uint64_t syncs;             /* fdatasync calls of groups */
 	uint64_t sync_us;           /* their time, summed, in microseconds */
 	uint64_t sync_buckets[EVS_METRICS_SYNC_BUCKETS];
+	int failed;                 /* the EVS_E* code that failed the store
+				       (its appends then give EVS_EFAILED), or 0 */
 } evs_metrics;
 
 /* Fills *out; a read-only handle's counters stay 0. */
