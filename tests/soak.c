@@ -9,7 +9,9 @@
  * RSS, its open descriptors, the size of every SQLite WAL file of the
  * store and each projection's lag are sampled.  Bounded means: the second
  * half of the run stays within the first half's maximum plus a margin
- * (RSS + 25% + 16 MiB; descriptors + 8, segment files apart, which a
+ * (RSS + 25% + 16 MiB, plus STREAM_BYTES for each stream the second half
+ * created, since the writer keeps every stream's head in memory;
+ * descriptors + 8, segment files apart, which a
  * cache fills as the store grows: those at most EVS__SEG_FDS_KEPT plus
  * two per reader; WAL files under 64 MiB, the index checkpointing every
  * 8192 pages; projection lag + 50% + 5000 events, since a lag that grows
@@ -43,6 +45,10 @@
 #endif
 
 #define THREADS 16
+/* what one stream costs the writer in memory at most: its evs__head (40
+ * bytes and the allocator's 8 to 16), its name (order-N, under 32 with the
+ * allocator's), and up to 2 / 0.7 slots of 8 bytes in the heads table */
+#define STREAM_BYTES 128
 
 static const char *const projections[] = {
 	"orders", "customers", "daily_revenue", "streams", "event_types",
@@ -288,12 +294,16 @@ int main(void)
 
 	/* the first seconds warm up (caches, the first segments): not sampled */
 	int warm = seconds / 10 > 2 ? seconds / 10 : 2;
+	unsigned long orders_at_half = 0;
 	for (int sec = 0; sec < seconds; sec++) {
 		sleep(1);
 		if (sec < warm)
 			continue;
 		sample s = take();
-		max_into(sec < (seconds + warm) / 2 ? &first : &second, &s);
+		bool in_first = sec < (seconds + warm) / 2;
+		max_into(in_first ? &first : &second, &s);
+		if (in_first)
+			orders_at_half = atomic_load(&orders_placed);
 	}
 	atomic_store(&stop, true);
 	for (int t = 0; t <= THREADS; t++)
@@ -346,6 +356,8 @@ int main(void)
 	       "%lu queries, %lu failures\n", seconds, atomic_load(&orders_placed),
 	       atomic_load(&commands), (unsigned long long)st.head_position,
 	       (unsigned long long)st.segments, atomic_load(&queries), atomic_load(&failures));
+	printf("soak: streams created in the second half: %lu\n",
+	       atomic_load(&orders_placed) - orders_at_half);
 	printf("soak: first half / second half maxima: RSS %ld / %ld KiB, descriptors %ld / %ld "
 	       "(and segment files %ld / %ld), largest WAL %ld / %ld KiB, projection lag %llu / "
 	       "%llu events\n", first.rss_kib, second.rss_kib, first.fds, second.fds,
@@ -355,9 +367,17 @@ int main(void)
 		fprintf(stderr, "soak: %lu calls failed\n", atomic_load(&failures));
 		bad = 1;
 	}
-	if (second.rss_kib > first.rss_kib + first.rss_kib / 4 + 16 * 1024) {
-		fprintf(stderr, "soak: RSS grew from %ld to %ld KiB\n", first.rss_kib,
-			second.rss_kib);
+	/* Each order is a new stream, and the writer keeps every stream's
+	 * head in memory (the design: memory grows with streams, not
+	 * events): a 40-byte head, its name and its share of the hash table,
+	 * under STREAM_BYTES.  The second half may grow by that much for
+	 * each order it placed. */
+	long streams_kib = (long)((atomic_load(&orders_placed) - orders_at_half) *
+				  STREAM_BYTES / 1024);
+	if (second.rss_kib > first.rss_kib + first.rss_kib / 4 + 16 * 1024 + streams_kib) {
+		fprintf(stderr, "soak: RSS grew from %ld to %ld KiB (allowed: %ld KiB more for "
+			"the %lu new streams)\n", first.rss_kib, second.rss_kib, streams_kib,
+			atomic_load(&orders_placed) - orders_at_half);
 		bad = 1;
 	}
 	if (second.fds > first.fds + 8) {

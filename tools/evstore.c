@@ -50,6 +50,7 @@
 #include "bench.h"
 #include "demo.h"
 #include "events.h"
+#include "serve.h"
 #include "orders.h"
 
 #if defined(__GNUC__)
@@ -2807,6 +2808,150 @@ out:
 }
 
 /* ------------------------------------------------------------------ */
+/* serve                                                               */
+
+static const char usage_serve[] =
+	"usage: evstore serve DIR [--listen ADDR] [--port N] [--auth FILE]\n"
+	"                     [--schemas DIR|--no-schemas]\n"
+	"                     [--projections DIR|--no-projections]\n"
+	"                     [--durability sync|none] [--max-body BYTES]\n"
+	"                     [--max-header BYTES] [--max-connections N]\n"
+	"                     [--timeout S] [--max-subscribers N]\n"
+	"                     [--heartbeat S] [--max-limit N]\n"
+	"\n"
+	"Serves the store in DIR (created if missing) over HTTP/1.1 with JSON:\n"
+	"appends, reads, live subscriptions (Server-Sent Events), the orders\n"
+	"commands, read-model queries and Prometheus metrics (see the README\n"
+	"for the routes).  Prints {\"listening\",\"store\",\"auth\",\"projections\"}\n"
+	"once it listens; runs until SIGTERM or SIGINT, then finishes the\n"
+	"requests in flight, stops the projections at a batch boundary and\n"
+	"closes the store.\n"
+	"\n"
+	"Options:\n"
+	"  --listen ADDR         IPv4 or IPv6 address (default 127.0.0.1);\n"
+	"                        other than loopback only with --auth\n"
+	"  --port N              TCP port (default 2113; 0: any free one)\n"
+	"  --auth FILE           bearer tokens, one \"TOKEN ROLE\" a line (ROLE\n"
+	"                        read, write or admin; tokens of 16 to 255\n"
+	"                        printable characters).  Without it every\n"
+	"                        caller may read and write\n"
+	"  --schemas DIR         event schemas and upcasters (default: the\n"
+	"                        source tree's schema/events, if found)\n"
+	"  --no-schemas          no validation, no upcasters\n"
+	"  --projections DIR     run every .sql projection of DIR (default:\n"
+	"                        the source tree's projections/, if found)\n"
+	"  --no-projections      run none\n"
+	"  --durability D        sync (default) or none\n"
+	"  --max-body BYTES      largest request body (default 4 MiB)\n"
+	"  --max-header BYTES    memory for a request's line and headers\n"
+	"                        (default 16 KiB)\n"
+	"  --max-connections N   open connections (default 256)\n"
+	"  --timeout S           a request must arrive whole within S seconds\n"
+	"                        (default 30); slower clients are dropped\n"
+	"  --max-subscribers N   open /subscribe streams (default 64)\n"
+	"  --heartbeat S         comment line on an idle stream (default 15)\n"
+	"  --max-limit N         most events or streams one page may ask for\n"
+	"                        (default 1000)\n";
+
+static int cmd_serve(const char *cmd, int argc, char **argv)
+{
+	serve_options o;
+	struct args a;
+	uint64_t v;
+	int k, no_schemas = 0, no_projections = 0;
+	const char *schemas = NULL, *projections = NULL;
+
+	memset(&o, 0, sizeof o);
+	o.listen = "127.0.0.1";
+	o.port = SERVE_DEFAULT_PORT;
+	o.durability = EVS_DURABILITY_SYNC;
+	o.max_body = SERVE_DEFAULT_MAX_BODY;
+	o.max_header = SERVE_DEFAULT_MAX_HEADER;
+	o.max_connections = SERVE_DEFAULT_MAX_CONNECTIONS;
+	o.timeout_s = SERVE_DEFAULT_TIMEOUT_S;
+	o.max_subscribers = SERVE_DEFAULT_MAX_SUBSCRIBERS;
+	o.heartbeat_s = SERVE_DEFAULT_HEARTBEAT_S;
+	o.max_limit = SERVE_DEFAULT_MAX_LIMIT;
+	args_init(&a, cmd, argc, argv);
+	while ((k = args_next(&a)) >= 0) {
+		if (k == 0) {
+			if (o.dir)
+				return args_extra(&a);
+			o.dir = a.arg;
+		} else if (args_is(&a, "--listen")) {
+			if (!(o.listen = args_value(&a)))
+				return RC_USAGE;
+		} else if (args_is(&a, "--port")) {
+			if (args_u64(&a, 0, 65535, &v) != 0)
+				return RC_USAGE;
+			o.port = (unsigned)v;
+		} else if (args_is(&a, "--auth")) {
+			if (!(o.auth_file = args_value(&a)))
+				return RC_USAGE;
+		} else if (args_is(&a, "--schemas")) {
+			if (!(schemas = args_value(&a)))
+				return RC_USAGE;
+		} else if (args_is(&a, "--no-schemas")) {
+			if (args_flag(&a) != 0)
+				return RC_USAGE;
+			no_schemas = 1;
+		} else if (args_is(&a, "--projections")) {
+			if (!(projections = args_value(&a)))
+				return RC_USAGE;
+		} else if (args_is(&a, "--no-projections")) {
+			if (args_flag(&a) != 0)
+				return RC_USAGE;
+			no_projections = 1;
+		} else if (args_is(&a, "--durability")) {
+			if (args_durability(&a, &o.durability) != 0)
+				return RC_USAGE;
+		} else if (args_is(&a, "--max-body")) {
+			if (args_u64(&a, 1024, 64u << 20, &v) != 0)
+				return RC_USAGE;
+			o.max_body = (size_t)v;
+		} else if (args_is(&a, "--max-header")) {
+			if (args_u64(&a, 4096, 1u << 20, &v) != 0)
+				return RC_USAGE;
+			o.max_header = (size_t)v;
+		} else if (args_is(&a, "--max-connections")) {
+			if (args_u64(&a, 1, 10000, &v) != 0)
+				return RC_USAGE;
+			o.max_connections = (unsigned)v;
+		} else if (args_is(&a, "--timeout")) {
+			if (args_u64(&a, 1, 3600, &v) != 0)
+				return RC_USAGE;
+			o.timeout_s = (unsigned)v;
+		} else if (args_is(&a, "--max-subscribers")) {
+			if (args_u64(&a, 0, 10000, &v) != 0)
+				return RC_USAGE;
+			o.max_subscribers = (unsigned)v;
+		} else if (args_is(&a, "--heartbeat")) {
+			if (args_u64(&a, 1, 3600, &v) != 0)
+				return RC_USAGE;
+			o.heartbeat_s = (unsigned)v;
+		} else if (args_is(&a, "--max-limit")) {
+			if (args_u64(&a, 1, 1000000, &v) != 0)
+				return RC_USAGE;
+			o.max_limit = (unsigned)v;
+		} else {
+			return args_unknown(&a);
+		}
+	}
+	if (!o.dir)
+		return usage_error(cmd, "missing DIR");
+	if (schemas && no_schemas)
+		return usage_error(cmd, "--schemas and --no-schemas exclude each other");
+	if (projections && no_projections)
+		return usage_error(cmd, "--projections and --no-projections exclude each other");
+	if (!no_schemas && !(o.schemas = demo_find_schemas(schemas)) && schemas)
+		return usage_error(cmd, "--schemas '%s' is not a directory", schemas);
+	if (!no_projections && !(o.projections = demo_find_projections(projections)) &&
+	    projections)
+		return usage_error(cmd, "--projections '%s' is not a directory", projections);
+	return serve_run(cmd, &o);
+}
+
+/* ------------------------------------------------------------------ */
 /* main                                                                */
 
 static const char usage_main[] =
@@ -2832,6 +2977,7 @@ static const char usage_main[] =
 	"  projections DIR            show the projections' checkpoints and lag\n"
 	"  parked DIR PROJ [--replay] list (or replay) a projection's parked events\n"
 	"  bench                      benchmark against SQLite and the disk\n"
+	"  serve DIR                  serve the store over HTTP\n"
 	"  help [COMMAND]             show the usage of a command\n"
 	"\n"
 	"Every command takes --help.  'evstore --version' prints the library's\n"
@@ -2862,6 +3008,7 @@ static const struct command commands[] = {
 	{ "projections", cmd_projections, usage_projections },
 	{ "parked", cmd_parked, usage_parked },
 	{ "bench", cmd_bench, usage_bench },
+	{ "serve", cmd_serve, usage_serve },
 };
 
 static const struct command *find_command(const char *name)
