@@ -218,7 +218,12 @@ refused('duplicate keys', S, 'POST', '/streams/cart-1', '{"type":"A","type":"B",
 refused('bad event in an array', S, 'POST', '/streams/cart-1',
         '[{"type":"A","data":{}},{"type":"B"}]', message='event 2 of 2: missing "data"')
 refused('deep JSON', S, 'POST', '/streams/cart-1',
-        '{"type":"A","data":' + '{"a":' * 3000 + '1' + '}' * 3000 + '}', message='JSON')
+        '{"type":"A","data":' + '{"a":' * 3000 + '1' + '}' * 3000 + '}',
+        message='deeper than 512 levels')
+refused('deep JSON in a string is fine, a bad event is not', S, 'POST', '/streams/cart-1',
+        '{"type":"A","data":{"s":"' + '[' * 3000 + '"},"x":1}', message='unknown key')
+refused('deep JSON, a command', S, 'POST', '/commands/orders/order-5',
+        '[' * 60000, message='deeper than 512 levels')
 refused('schema violation', S, 'POST', '/streams/order-1',
         ev('OrderPlaced', {'order_id': 1}, schema_version=2), status=422, error='schema')
 refused('stream name with a control character', S, 'POST', '/streams/a%01b', ev('A', {}),

@@ -852,6 +852,62 @@ static enum MHD_Result stream_info(server *srv, struct MHD_Connection *c, req *r
 
 /* ---- writes ---- */
 
+/* The library refuses data nested deeper than this (EVS__JSON_MAX_DEPTH);
+ * a body is checked for it before jansson parses it, whose recursion
+ * must stay well inside a connection thread's stack. */
+#define MAX_DEPTH 512
+
+/* Whether the JSON text nests arrays and objects deeper than MAX_DEPTH. */
+static bool too_deep(const char *s, size_t n)
+{
+	bool in_string = false, escaped = false;
+	unsigned depth = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (in_string) {
+			if (escaped)
+				escaped = false;
+			else if (c == '\\')
+				escaped = true;
+			else if (c == '"')
+				in_string = false;
+		} else if (c == '"') {
+			in_string = true;
+		} else if (c == '[' || c == '{') {
+			if (++depth > MAX_DEPTH)
+				return true;
+		} else if ((c == ']' || c == '}') && depth) {
+			depth--;
+		}
+	}
+	return false;
+}
+
+/* Parses the body: the JSON, or NULL after answering 400. */
+static json_t *parse_body(struct MHD_Connection *c, req *r, const char *what,
+			  enum MHD_Result *answered)
+{
+	json_error_t jerr;
+	json_t *root;
+
+	if (!r->len) {
+		*answered = answer_bad(c, r, "the body is empty: expected %s", what);
+		return NULL;
+	}
+	if (too_deep(r->body, r->len)) {
+		*answered = answer_bad(c, r, "the body nests arrays and objects deeper than %d "
+				       "levels", MAX_DEPTH);
+		return NULL;
+	}
+	root = json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+	if (!root)
+		*answered = answer_bad(c, r, "invalid JSON in the body: %s (line %d, column %d)",
+				       jerr.text, jerr.line, jerr.column);
+	return root;
+}
+
 static enum MHD_Result append(server *srv, struct MHD_Connection *c, req *r, args *a)
 {
 	static const char *const known[] = { NULL };
@@ -860,7 +916,6 @@ static enum MHD_Result append(server *srv, struct MHD_Connection *c, req *r, arg
 	struct pending *p = NULL;
 	evs_new_event *evs = NULL;
 	evs_append_result res;
-	json_error_t jerr;
 	json_t *root;
 	int64_t expected = EVS_EXPECT_ANY;
 	size_t n = 0;
@@ -873,13 +928,8 @@ static enum MHD_Result append(server *srv, struct MHD_Connection *c, req *r, arg
 	if (ev_text && parse_expected(ev_text, &expected) != 0)
 		return answer_bad(c, r, "Expected-Version must be any, no_stream, exists or a "
 				  "version from 0 to 2^63-1, not '%.32s'", ev_text);
-	if (!r->len)
-		return answer_bad(c, r, "the body is empty: expected an event object or an "
-				  "array of them");
-	root = json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-	if (!root)
-		return answer_bad(c, r, "invalid JSON in the body: %s (line %d, column %d)",
-				  jerr.text, jerr.line, jerr.column);
+	if (!(root = parse_body(c, r, "an event object or an array of them", &ok)))
+		return ok;
 	n = json_is_array(root) ? json_array_size(root) : 1;
 	if (json_is_array(root) && n == 0) {
 		json_decref(root);
@@ -958,7 +1008,7 @@ static enum MHD_Result command(server *srv, struct MHD_Connection *c, req *r, ar
 	const char *decider = r->parts[0], *stream = r->parts[1];
 	evs_handle_options ho = EVS_HANDLE_OPTIONS_INIT;
 	evs_handle_result res;
-	json_error_t jerr;
+	enum MHD_Result ok;
 	json_t *cmd;
 	int rc;
 
@@ -973,12 +1023,8 @@ static enum MHD_Result command(server *srv, struct MHD_Connection *c, req *r, ar
 	    header_id(c, "Causation-Id", &ho.causation_id))
 		return answer_bad(c, r, "Command-Id, Correlation-Id and Causation-Id are 1 to "
 				  "128 printable ASCII characters");
-	cmd = r->len ? json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
-				  &jerr) : NULL;
-	if (!cmd)
-		return r->len ? answer_bad(c, r, "invalid JSON in the body: %s (line %d, column "
-					   "%d)", jerr.text, jerr.line, jerr.column) :
-			answer_bad(c, r, "the body is empty: expected a command object");
+	if (!(cmd = parse_body(c, r, "a command object", &ok)))
+		return ok;
 	if (!json_is_object(cmd)) {
 		json_decref(cmd);
 		return answer_bad(c, r, "the command must be a JSON object");
@@ -2061,7 +2107,7 @@ int serve_run(const char *cmd, const serve_options *o)
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)o->max_connections,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o->timeout_s,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)o->max_header,
-		MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024),
+		MHD_OPTION_THREAD_STACK_SIZE, (size_t)(2 << 20),
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, &srv,
 		MHD_OPTION_NOTIFY_CONNECTION, notify_connection, &srv,
 		MHD_OPTION_UNESCAPE_CALLBACK, keep_escapes, NULL,
