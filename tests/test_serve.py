@@ -661,6 +661,32 @@ eq('listening beyond loopback without --auth: usage error', 2, B.proc.wait(20))
 ok('listening beyond loopback without --auth: message',
    'without --auth the server listens on loopback only' in B.proc.stderr.read().decode())
 
+# ---------------------------------------------------------------------
+# the README's walk-through, as written, on a free port and a fresh
+# directory: each output line as shown, "..." matching anything
+
+readme = open(os.path.join(SRC, 'README.md')).read()
+block = readme.split('<!-- walkthrough -->\n```sh\n', 1)[1].split('```', 1)[0]
+probe = socket.socket()
+probe.bind(('127.0.0.1', 0))
+port = probe.getsockname()[1]
+probe.close()
+shop = os.path.join(TMP, 'shop-store')
+script = block.replace('2113', str(port)).replace('shop-store', shop) \
+              .replace('build/tools/evstore', EVSTORE)
+expected = [l[3:] if l.startswith('#> ') else '' for l in script.split('\n')
+            if l.startswith('#>')]
+r = subprocess.run(['bash', '-c', script], capture_output=True, timeout=120)
+got = r.stdout.decode().split('\n')
+if got and got[-1] == '':
+    got.pop()
+eq('walk-through: exit status', 0, r.returncode)
+eq('walk-through: as many lines as shown', len(expected), len(got))
+for n, (want, line) in enumerate(zip(expected, got)):
+    pattern = '^' + '.*'.join(re.escape(p) for p in want.split('...')) + '$'
+    ok('walk-through line %d' % (n + 1), re.match(pattern, line, re.S) is not None,
+       '\n    wanted: %s\n    got:    %s' % (want, line))
+
 shutil.rmtree(TMP)
 print('%d passed, %d failed' % (passed, len(failures)))
 sys.exit(1 if failures else 0)
