@@ -46,6 +46,7 @@ struct evs_subscription {
 	bool stopped_by_cb;
 	uint64_t last;          /* the last position delivered in a pass */
 	int rc;
+	atomic_int error;       /* rc, for evs_subscription_error */
 	char errmsg[1024];
 };
 
@@ -115,6 +116,7 @@ static void *sub_main(void *arg)
 		if (rc && !atomic_load(&sub->stop)) {
 			sub->rc = rc;
 			snprintf(sub->errmsg, sizeof(sub->errmsg), "%s", evs_errmsg());
+			atomic_store(&sub->error, rc);
 			if (sub->ended)
 				sub->ended(sub->ctx, rc);
 			break;
@@ -200,6 +202,11 @@ nomem:
 uint64_t evs_subscription_position(const evs_subscription *sub)
 {
 	return sub ? atomic_load(&((evs_subscription *)sub)->next) : 0;
+}
+
+int evs_subscription_error(const evs_subscription *sub)
+{
+	return sub ? atomic_load(&((evs_subscription *)sub)->error) : 0;
 }
 
 void evs__subscription_ask_stop(evs_subscription *sub)

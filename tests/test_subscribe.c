@@ -109,6 +109,47 @@ START_TEST(test_history_then_live)
 }
 END_TEST
 
+/* A damaged batch of an older segment (which open does not re-read) ends
+ * the subscription: evs_subscription_error says so from another thread,
+ * the events before it were delivered, and stop returns the same error. */
+START_TEST(test_read_error_ends_it)
+{
+	char *dir = tu_mkdtemp();
+	evs_store *s = tu_open(dir, 16384, 0);
+	evs_subscription *sub;
+	seen w = { NULL, 0, 0, 0 };
+
+	for (int i = 0; i < 600; i++)
+		append_one(s, "a-1", "Added");
+	evs_close(s);
+	ck_assert_uint_gt(tu_segment_count(dir), 2);
+	char *seg = tu_segment_path(dir, 1);
+	size_t size;
+	char *bytes = tu_read_file(seg, &size);
+	bytes[4000] ^= 0x40;
+	ck_assert_int_eq(tu_write_file(seg, bytes, size), 0);
+	free(bytes);
+	free(seg);
+	s = tu_open(dir, 16384, 0);
+	ck_assert_int_eq(evs_subscribe(&sub, s, NULL, collect, &w), 0);
+	struct timespec nap = { 0, 1000000 };
+	for (int i = 0; i < 10000 && !evs_subscription_error(sub); i++)
+		nanosleep(&nap, NULL);
+	ck_assert_int_eq(evs_subscription_error(sub), EVS_ECORRUPT);
+	ck_assert_uint_gt(w.n, 0);
+	ck_assert_uint_lt(w.n, 600);
+	for (size_t i = 0; i < w.n; i++)
+		ck_assert_uint_eq(w.pos[i], i + 1);
+	ck_assert_int_eq(evs_subscription_stop(sub), EVS_ECORRUPT);
+	ck_assert_ptr_nonnull(strstr(evs_errmsg(), ".seg"));
+	ck_assert_int_eq(evs_subscription_error(NULL), 0);
+	free(w.pos);
+	evs_close(s);
+	tu_rmdir(dir);
+	free(dir);
+}
+END_TEST
+
 START_TEST(test_filters_and_stop)
 {
 	char *dir = tu_mkdtemp();
@@ -210,6 +251,7 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_history_then_live);
 	tcase_add_test(tc, test_filters_and_stop);
+	tcase_add_test(tc, test_read_error_ends_it);
 	tcase_add_test(tc, test_read_only_follower);
 	suite_add_tcase(su, tc);
 	return tu_run(su);

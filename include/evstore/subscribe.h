@@ -52,6 +52,14 @@ EVS_EXTERN int evs_subscribe(evs_subscription **out, evs_store *store,
 EVS_EXTERN uint64_t evs_subscription_position(const evs_subscription *sub);
 
 /*
+ * The error that ended the subscription early (a read that failed, e.g.
+ * EVS_ECORRUPT for a damaged batch: no more events come), or 0 while it
+ * runs.  Safe from any thread; evs_subscription_stop returns the same
+ * error with its message.
+ */
+EVS_EXTERN int evs_subscription_error(const evs_subscription *sub);
+
+/*
  * Stops the subscription (waiting for a callback in progress to return)
  * and frees it.  Returns the error that ended it early (a failed read,
  * with evs_errmsg() set), else 0.  NULL is ignored.  Not from inside the
