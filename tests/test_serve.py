@@ -89,6 +89,8 @@ def curl(method, url, body=None, headers=(), timeout=20):
         cmd += ['-H', h]
     if body is not None:
         cmd += ['--data-binary', '@-']
+        if not any(h.lower().startswith('content-type:') for h in headers):
+            cmd += ['-H', 'Content-Type: application/json']
     if isinstance(body, str):
         body = body.encode()
     r = subprocess.run(cmd + [url], input=body, capture_output=True)
@@ -239,6 +241,17 @@ refused('body too large, chunked', S, 'POST', '/streams/cart-1',
         ev('A', {'pad': 'x' * 70000}), ['Transfer-Encoding: chunked'], 413, 'toolarge')
 refused('query parameter on append', S, 'POST', '/streams/cart-1?x=1', ev('A', {}),
         message='unknown query parameter')
+refused('a form body', S, 'POST', '/streams/cart-1', ev('A', {}),
+        ['Content-Type: application/x-www-form-urlencoded'], 415, 'media',
+        "not 'application/x-www-form-urlencoded'")
+refused('a text body', S, 'POST', '/commands/orders/order-1', '{"type":"Ship"}',
+        ['Content-Type: text/plain'], 415, 'media')
+refused('a page of another name (DNS rebinding)', S, 'GET', '/all',
+        headers=['Host: evil.example:%d' % S.port], status=403, error='forbidden',
+        message="Host 'evil.example")
+st, _, _, _ = curl('GET', S.url + '/health', headers=['Host: localhost:%d' % S.port])
+eq('Host localhost is fine', 200, st)
+
 
 # --- reads
 st, j, _, _ = curl('GET', S.url + '/streams/cart-1')
@@ -291,6 +304,8 @@ eq('streams', (200, [{'stream': 'a/b c', 'last_version': 1},
 st, j, _, _ = curl('GET', S.url + '/streams?limit=1&after=a%2Fb%20c')
 eq('streams: page', ([{'stream': 'cart-1', 'last_version': 4}], 'cart-1'),
    (j['streams'], j['next']))
+st, j, _, _ = curl('GET', S.url + '/streams?limit=3')
+eq('streams: a page that ends the list has no next', (3, None), (len(j['streams']), j['next']))
 st, j, _, _ = curl('GET', S.url + '/streams/cart-1/info')
 eq('info', (200, {'stream': 'cart-1', 'last_version': 4, 'event_count': 4,
                   'first_position': 1, 'last_position': 4}),
@@ -305,7 +320,7 @@ refused('unknown route', S, 'GET', '/nope', status=404, error='notfound',
 refused('too deep a route', S, 'GET', '/streams/a/b/c/d/e/f/g', status=404, error='notfound')
 j = refused('wrong method', S, 'DELETE', '/streams/cart-1', status=405, error='method')
 _, _, _, heads = curl('PUT', S.url + '/all')
-ok('405 names the methods', re.search(r'(?im)^Allow: GET\r?$', heads), heads)
+ok('405 names the methods', re.search(r'(?im)^Allow: GET, HEAD\r?$', heads), heads)
 refused('GET a command', S, 'GET', '/commands/orders/order-1', status=405, error='method')
 
 # --- commands
@@ -533,9 +548,9 @@ before = log_digest(S.dir)
 eq('request line without a version', 400, status_of(raw_request(b'GET /health\r\n\r\n')))
 ok('garbage request line: closed, nothing served',
    status_of(raw_request(b'GARBAGE\r\n\r\n')) in (None, 400))
-eq('unknown method', 405, status_of(raw_request(b'BREW /streams/x HTTP/1.1\r\nHost: x\r\n\r\n')))
+eq('unknown method', 405, status_of(raw_request(b'BREW /streams/x HTTP/1.1\r\nHost: localhost\r\n\r\n')))
 eq('header too large', 431, status_of(raw_request(
-    b'GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ' + b'a' * 20000 + b'\r\n\r\n')))
+    b'GET /health HTTP/1.1\r\nHost: localhost\r\nX-Big: ' + b'a' * 40000 + b'\r\n\r\n')))
 eq('unsupported HTTP version', 505, status_of(raw_request(b'GET /health HTTP/3.0\r\n\r\n')))
 eq('malformed requests: log unchanged', before, log_digest(S.dir))
 
@@ -593,6 +608,39 @@ r = subprocess.run([EVSTORE, 'stats', S.dir], capture_output=True)
 eq('after the stop: every event there', HEAD, json.loads(r.stdout)['head_position'])
 
 # ---------------------------------------------------------------------
+# an event stream over a damaged log ends with an error frame, not with
+# heartbeats forever
+
+dmg = os.path.join(TMP, 'damaged')
+r = subprocess.run([EVSTORE, 'generate', dmg, '--events', '2000', '--durability', 'none'],
+                   capture_output=True)
+eq('damaged: generate', 0, r.returncode)
+seg = os.path.join(dmg, 'log', sorted(os.listdir(os.path.join(dmg, 'log')))[0])
+with open(seg, 'r+b') as f:
+    f.seek(300000)
+    b = f.read(1)
+    f.seek(300000)
+    f.write(bytes([b[0] ^ 0x40]))
+D = Server('damaged', '--no-projections', '--heartbeat', '1')
+r = subprocess.run(['curl', '-sS', '-N', '--max-time', '5', D.url + '/subscribe?from=1'],
+                   capture_output=True)
+frames = r.stdout.decode().split('\n\n')
+ids = [int(m.group(1)) for f in frames for m in [re.match(r'id: (\d+)', f)] if m]
+errors = [f for f in frames if f.startswith('event: error\n')]
+ok('damaged: events before the damage, in order', ids == list(range(1, len(ids) + 1)) and
+   0 < len(ids) < 2000, ids[-3:])
+eq('damaged: one error frame, last', (1, True), (len(errors), frames[-2] == errors[0]
+                                                 if errors else None))
+if errors:
+    j = json.loads(errors[0].split('data: ', 1)[1])
+    eq('damaged: the error', ('corrupt', -7, len(ids) + 1), (j['error'], j['code'],
+                                                             j['position']))
+eq('damaged: the stream ended by itself', 0, r.returncode)
+rc, err = D.stop()
+eq('damaged: stop', 0, rc)
+ok('damaged: said on stderr', 'an event stream ended at position' in err, err)
+
+# ---------------------------------------------------------------------
 # tokens and roles
 
 auth = os.path.join(TMP, 'tokens')
@@ -604,6 +652,11 @@ eq('auth: hello', True, A.hello['auth'])
 st, j, _, _ = curl('GET', A.url + '/all')
 eq('auth: no token', (401, 'unauthorized', 'a bearer token is needed (Authorization: '
                                            'Bearer TOKEN)'), (st, j['error'], j['message']))
+_, _, _, heads = curl('GET', A.url + '/all')
+ok('auth: 401 says Bearer', re.search(r'(?im)^WWW-Authenticate: Bearer\r?$', heads), heads)
+st, j, _, _ = curl('POST', A.url + '/streams/s-1?access_token=writer-token-0123456789',
+                   ev('A', {}))
+eq('auth: no token as a parameter on a POST', 401, st)
 st, j, _, _ = curl('GET', A.url + '/all', headers=['Authorization: Bearer wrong-token-0123456789'])
 eq('auth: wrong token', (401, 'the token is not valid'), (st, j['message']))
 st, j, _, _ = curl('GET', A.url + '/all', headers=['Authorization: Basic abc'])
@@ -634,6 +687,31 @@ st, _, _, _ = curl('POST', A.url + '/streams/s-1', ev('A', {}),
 eq('auth: admin token appends', 201, st)
 st, _, _, _ = curl('GET', A.url + '/health')
 eq('auth: health needs no token', 200, st)
+W = ['Authorization: Bearer writer-token-0123456789']
+st, _, _, _ = curl('POST', A.url + '/streams/s-1', ev('A', {}),
+                   W + ['Content-Type: application/json; charset=utf-8'])
+eq('JSON with a charset is fine', 201, st)
+before = log_digest(A.dir)
+st, j, _, _ = curl('POST', A.url + '/streams/s-1', '[' + ','.join(['{}'] * 10001) + ']', W)
+eq('too many events in one request', (413, 'toolarge', 'the body holds 10001 events; one '
+                                                       'request appends at most 10000'),
+   (st, j['error'], j['message']))
+eq('too many events: log unchanged', before, log_digest(A.dir))
+st, j, _, _ = curl('GET', A.url + '/all', headers=['Host: evil.example'] + W)
+eq('with --auth any Host is served', 200, st)
+# a page of big events stops at 4 MiB of data, and "next" goes on from there
+pad = 'x' * 900000
+for i in range(6):
+    st, _, _, _ = curl('POST', A.url + '/streams/big-1', ev('Big', {'pad': pad}), W)
+    eq('big event %d' % i, 201, st)
+st, j, _, _ = curl('GET', A.url + '/streams/big-1?limit=10', headers=W)
+eq('a page stops at 4 MiB', ([1, 2, 3, 4, 5], 6), ([e['version'] for e in j['events']],
+                                                   j['next']))
+st, j, _, _ = curl('GET', A.url + '/streams/big-1?from=6', headers=W)
+eq('and goes on from next', [6], [e['version'] for e in j['events']])
+st, j, _, _ = curl('GET', A.url + '/all?from=4&limit=100', headers=W)
+eq('$all pages stop there too', ([4, 5, 6, 7, 8], 9), ([e['position'] for e in j['events']],
+                                                      j['next']))
 st, _, _, _ = curl('GET', A.url + '/metrics')
 eq('auth: metrics need one', 401, st)
 rc, err = A.stop()
@@ -642,7 +720,8 @@ ok('auth: no token in the log', 'token-0123456789' not in err, err)
 
 # bad token files and listening beyond loopback without --auth
 bad_files = [('short x\n', 'a token is 16 to 255 printable ASCII characters'),
-             ('a-token-long-enough-1 root\n', "unknown role 'root'"),
+             ('a-token-long-enough-1 root\n', 'the second field is not a role'),
+             ('read a-token-long-enough-1\n', 'a token is 16 to 255'),
              ('a-token-long-enough-1\n', 'expected "TOKEN ROLE"'),
              ('a-token-long-enough-1 read\na-token-long-enough-1 write\n', 'given twice'),
              ('# nothing\n', 'holds no token')]
@@ -655,6 +734,7 @@ for i, (content, why) in enumerate(bad_files):
     err = B.proc.stderr.read().decode()
     eq('bad token file %d: exit status' % i, 1, rc)
     ok('bad token file %d: message' % i, why in err and path in err, err)
+    ok('bad token file %d: no token printed' % i, 'a-token-long' not in err, err)
     ok('bad token file %d: no store made' % i, not os.path.exists(B.dir))
 B = Server('open', '--listen', '0.0.0.0', expect_start=False)
 eq('listening beyond loopback without --auth: usage error', 2, B.proc.wait(20))

@@ -2843,8 +2843,8 @@ static const char usage_serve[] =
 	"  --no-projections      run none\n"
 	"  --durability D        sync (default) or none\n"
 	"  --max-body BYTES      largest request body (default 4 MiB)\n"
-	"  --max-header BYTES    memory for a request's line and headers\n"
-	"                        (default 16 KiB)\n"
+	"  --max-header BYTES    memory for a request's line, headers and\n"
+	"                        buffers (default 32 KiB)\n"
 	"  --max-connections N   open connections (default 256)\n"
 	"  --timeout S           a request must arrive whole within S seconds\n"
 	"                        (default 30); slower clients are dropped\n"
@@ -2910,7 +2910,7 @@ static int cmd_serve(const char *cmd, int argc, char **argv)
 				return RC_USAGE;
 			o.max_body = (size_t)v;
 		} else if (args_is(&a, "--max-header")) {
-			if (args_u64(&a, 4096, 1u << 20, &v) != 0)
+			if (args_u64(&a, 8192, 1u << 20, &v) != 0)
 				return RC_USAGE;
 			o.max_header = (size_t)v;
 		} else if (args_is(&a, "--max-connections")) {

@@ -23,6 +23,7 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -68,8 +69,8 @@ enum role { ROLE_NONE = 0, ROLE_READ, ROLE_WRITE, ROLE_ADMIN };
 static const char *const role_names[] = { "none", "read", "write", "admin" };
 
 /* The statuses counted apart in /metrics; anything else is "other". */
-static const unsigned statuses[] = { 200, 201, 400, 401, 403, 404, 405, 409, 413, 422,
-				     431, 500, 503, 504 };
+static const unsigned statuses[] = { 200, 201, 400, 401, 403, 404, 405, 409, 413, 415,
+				     422, 500, 503, 504 };
 #define NSTATUS (sizeof(statuses) / sizeof(statuses[0]) + 1)
 
 /* Query latency buckets, in microseconds (the last has no bound). */
@@ -106,6 +107,8 @@ typedef struct server {
 	atomic_bool stopping;
 	atomic_uint subscribers;
 	atomic_uint inflight;      /* requests between their first call and completion */
+
+	sem_t big_parses;          /* BIG_PARSES bodies over BIG_BODY at once */
 
 	pthread_mutex_t conn_mu;
 	conn *conns;
@@ -248,7 +251,7 @@ bad:
  */
 static int load_tokens(server *srv, const char *path)
 {
-	FILE *f = fopen(path, "r");
+	FILE *f = fopen(path, "re");
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t got;
@@ -294,8 +297,9 @@ static int load_tokens(server *srv, const char *path)
 			      strcmp(role, "write") == 0 ? ROLE_WRITE :
 			      strcmp(role, "admin") == 0 ? ROLE_ADMIN : ROLE_NONE;
 		if (r == ROLE_NONE) {
-			fprintf(stderr, "evstore: %s: %s:%lu: unknown role '%s' (read, write "
-				"or admin)\n", srv->cmd, path, lineno, role);
+			/* not echoed: with the columns swapped it is the token */
+			fprintf(stderr, "evstore: %s: %s:%lu: the second field is not a role "
+				"(read, write or admin)\n", srv->cmd, path, lineno);
 			rc = -1;
 			break;
 		}
@@ -320,6 +324,8 @@ static int load_tokens(server *srv, const char *path)
 		t->len = len;
 		t->role = r;
 	}
+	if (line)
+		explicit_bzero(line, cap);
 	free(line);
 	fclose(f);
 	if (rc == 0 && srv->ntokens == 0) {
@@ -352,7 +358,7 @@ static enum role token_role(const server *srv, const char *given)
 		unsigned same = (unsigned)(((uint64_t)diff - 1) >> 63) * 0xffu;
 		role |= (unsigned)t->role & same;
 	}
-	memset(padded, 0, sizeof(padded));
+	explicit_bzero(padded, sizeof(padded));
 	return (enum role)(role > ROLE_ADMIN ? ROLE_ADMIN : role);
 }
 
@@ -382,6 +388,8 @@ static enum MHD_Result answer(struct MHD_Connection *c, req *r, unsigned status,
 	MHD_add_response_header(resp, "Cache-Control", "no-store");
 	if (allow)
 		MHD_add_response_header(resp, "Allow", allow);
+	if (status == 401)
+		MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
 	ok = MHD_queue_response(c, status, resp);
 	MHD_destroy_response(resp);
 	r->status = status;
@@ -675,11 +683,21 @@ static void *reaper_main(void *arg)
 
 /* ---- reads ---- */
 
+/* A page of events stops once their data and metadata pass this many
+ * bytes (however many events were asked for): its "next" goes on from
+ * there.  Events are up to 1 MiB each, a page of 1000 could be a GiB. */
+#define PAGE_BYTES (4u << 20)
+
 typedef struct collect {
 	json_t *events;
 	char err[512];
 	uint64_t last_position, last_version, count;
+	uint64_t bytes;
+	bool paged;              /* stop at PAGE_BYTES */
+	bool cut;                /* stopped there */
 } collect;
+
+#define COLLECT_INIT(paged) { json_array(), "", 0, 0, 0, 0, paged, false }
 
 static int collect_event(const evs_event *ev, void *ctx)
 {
@@ -694,6 +712,11 @@ static int collect_event(const evs_event *ev, void *ctx)
 	k->last_position = ev->position;
 	k->last_version = ev->version;
 	k->count++;
+	k->bytes += ev->data_len + ev->metadata_len;
+	if (k->paged && k->bytes >= PAGE_BYTES) {
+		k->cut = true;
+		return 1;
+	}
 	return 0;
 }
 
@@ -703,7 +726,7 @@ static enum MHD_Result read_stream(server *srv, struct MHD_Connection *c, req *r
 	const char *stream = r->parts[0], *dirtext = args_get(a, "direction");
 	uint64_t from, limit;
 	evs_direction dir = EVS_FORWARD;
-	collect k = { json_array(), "", 0, 0, 0 };
+	collect k = COLLECT_INIT(true);
 	int rc;
 
 	if (!k.events)
@@ -745,7 +768,7 @@ static enum MHD_Result read_all(server *srv, struct MHD_Connection *c, req *r, a
 					     "access_token", NULL };
 	const char *types[MAX_ARGS];
 	evs_filter filter = { args_get(a, "category"), types, 0 };
-	collect k = { json_array(), "", 0, 0, 0 };
+	collect k = COLLECT_INIT(true);
 	uint64_t from, limit;
 	evs_stats st;
 	int rc;
@@ -775,7 +798,7 @@ static enum MHD_Result read_all(server *srv, struct MHD_Connection *c, req *r, a
 		return answer_lib(c, r, rc, NULL);
 	}
 	uint64_t next = k.count ? k.last_position + 1 : from;
-	if (k.count < limit && st.head_position + 1 > next)
+	if (k.count < limit && !k.cut && st.head_position + 1 > next)
 		next = st.head_position + 1;
 	return answer_json(c, r, 200, json_pack("{s:o, s:I}", "events", k.events,
 						"next", (json_int_t)next));
@@ -784,7 +807,8 @@ static enum MHD_Result read_all(server *srv, struct MHD_Connection *c, req *r, a
 typedef struct list_ctx {
 	json_t *streams;
 	char last[512];
-	uint64_t count;
+	uint64_t count, limit;
+	bool more;               /* a stream past the page's limit exists */
 	bool failed;
 } list_ctx;
 
@@ -792,6 +816,10 @@ static int list_one(const char *name, uint64_t last_version, void *ctx)
 {
 	list_ctx *l = ctx;
 
+	if (l->count == l->limit) {
+		l->more = true;
+		return 1;
+	}
 	if (json_array_append_new(l->streams, json_pack("{s:s, s:I}", "stream", name,
 						     "last_version", (json_int_t)last_version))) {
 		l->failed = true;
@@ -805,7 +833,7 @@ static int list_one(const char *name, uint64_t last_version, void *ctx)
 static enum MHD_Result list_streams(server *srv, struct MHD_Connection *c, req *r, args *a)
 {
 	static const char *const known[] = { "after", "limit", "access_token", NULL };
-	list_ctx l = { json_array(), "", 0, false };
+	list_ctx l = { json_array(), "", 0, 0, false, false };
 	uint64_t limit;
 	int rc;
 
@@ -815,14 +843,15 @@ static enum MHD_Result list_streams(server *srv, struct MHD_Connection *c, req *
 		json_decref(l.streams);
 		return answer_bad(c, r, "%s", a->why);
 	}
-	rc = evs_list_streams(srv->store, args_get(a, "after"), limit, list_one, &l);
+	/* one more than asked: whether there is a next page */
+	l.limit = limit;
+	rc = evs_list_streams(srv->store, args_get(a, "after"), limit + 1, list_one, &l);
 	if (rc || l.failed) {
 		json_decref(l.streams);
 		return rc ? answer_lib(c, r, rc, NULL) : answer_json(c, r, 500, NULL);
 	}
 	return answer_json(c, r, 200, json_pack("{s:o, s:o}", "streams", l.streams, "next",
-						l.count == limit ? json_string(l.last) :
-						json_null()));
+						l.more ? json_string(l.last) : json_null()));
 }
 
 static enum MHD_Result stream_info(server *srv, struct MHD_Connection *c, req *r, args *a)
@@ -857,11 +886,25 @@ static enum MHD_Result stream_info(server *srv, struct MHD_Connection *c, req *r
  * must stay well inside a connection thread's stack. */
 #define MAX_DEPTH 512
 
-/* Whether the JSON text nests arrays and objects deeper than MAX_DEPTH. */
-static bool too_deep(const char *s, size_t n)
+/* Events one append request may hold, checked before the body is parsed:
+ * jansson's tree of 4 MiB of tiny events would take hundreds of MiB. */
+#define MAX_APPEND_EVENTS 10000
+
+/* Bodies larger than this are parsed by at most BIG_PARSES requests at
+ * once, which bounds the memory their trees take together. */
+#define BIG_BODY (256u << 10)
+#define BIG_PARSES 4
+
+/*
+ * A look at the JSON text before jansson parses it: whether it nests
+ * arrays and objects deeper than MAX_DEPTH, and how many elements a
+ * top-level array has (commas at depth 1, plus one; 1 for anything else).
+ */
+static bool too_deep(const char *s, size_t n, size_t *elements)
 {
-	bool in_string = false, escaped = false;
+	bool in_string = false, escaped = false, any = false;
 	unsigned depth = 0;
+	size_t commas = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
@@ -873,15 +916,22 @@ static bool too_deep(const char *s, size_t n)
 				escaped = true;
 			else if (c == '"')
 				in_string = false;
-		} else if (c == '"') {
+			continue;
+		}
+		if (depth == 1 && c != ' ' && c != '\t' && c != '\r' && c != '\n' && c != ']')
+			any = true;
+		if (c == '"') {
 			in_string = true;
 		} else if (c == '[' || c == '{') {
 			if (++depth > MAX_DEPTH)
 				return true;
 		} else if ((c == ']' || c == '}') && depth) {
 			depth--;
+		} else if (c == ',' && depth == 1) {
+			commas++;
 		}
 	}
+	*elements = any ? commas + 1 : 0;
 	return false;
 }
 
@@ -896,10 +946,23 @@ static json_t *parse_body(struct MHD_Connection *c, req *r, const char *what,
 		*answered = answer_bad(c, r, "the body is empty: expected %s", what);
 		return NULL;
 	}
-	if (too_deep(r->body, r->len)) {
+	size_t elements = 0;
+	if (too_deep(r->body, r->len, &elements)) {
 		*answered = answer_bad(c, r, "the body nests arrays and objects deeper than %d "
 				       "levels", MAX_DEPTH);
 		return NULL;
+	}
+	for (size_t i = 0; i < r->len; i++) {
+		if (r->body[i] == ' ' || r->body[i] == '\t' || r->body[i] == '\r' ||
+		    r->body[i] == '\n')
+			continue;
+		if (r->body[i] == '[' && elements > MAX_APPEND_EVENTS) {
+			*answered = answer_error(c, r, 413, "toolarge", EVS_ETOOLARGE, NULL, NULL,
+						 "the body holds %zu events; one request appends "
+						 "at most %d", elements, MAX_APPEND_EVENTS);
+			return NULL;
+		}
+		break;
 	}
 	root = json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (!root)
@@ -1041,7 +1104,7 @@ static enum MHD_Result command(server *srv, struct MHD_Connection *c, req *r, ar
 		return answer_lib(c, r, rc, json_pack("{s:s, s:s}", "stream", stream,
 						      "decider", decider));
 	/* the events it appended (one batch: consecutive positions) */
-	collect k = { json_array(), "", 0, 0, 0 };
+	collect k = COLLECT_INIT(false);
 	if (!k.events)
 		return answer_json(c, r, 500, NULL);
 	if (res.events) {
@@ -1192,6 +1255,7 @@ static bool is_ready(server *srv, char *why, size_t size)
 {
 	evs_metrics m;
 
+	memset(&m, 0, sizeof(m));
 	if (atomic_load(&srv->stopping)) {
 		snprintf(why, size, "shutting down");
 		return false;
@@ -1203,6 +1267,7 @@ static bool is_ready(server *srv, char *why, size_t size)
 	}
 	for (size_t i = 0; i < srv->nprojections; i++) {
 		evs_projection_status st;
+		memset(&st, 0, sizeof(st));
 		if (evs_projection_status_get(&st, srv->store, srv->projections[i]) != 0 ||
 		    !st.running || st.failed) {
 			snprintf(why, size, "projection %s is not running%s%s", srv->projections[i],
@@ -1401,7 +1466,8 @@ typedef struct sse {
 	char *buf;
 	size_t len, off, cap;
 	bool closed;               /* the connection is gone */
-	char err[512];             /* an event that could not be formatted */
+	bool ended;                /* no more events: an error frame is queued */
+	uint64_t next;             /* past the last event queued */
 	evs_subscription *sub;
 	uint64_t last_write_ms;
 	char *types[MAX_ARGS];
@@ -1412,8 +1478,13 @@ typedef struct sse {
 /* Appends to the buffer; the caller holds mu.  False when out of memory. */
 static bool sse_put(sse *e, const char *s, size_t n)
 {
-	if (e->off && e->off == e->len)
-		e->off = e->len = 0;
+	/* what was sent makes room first, so the buffer stays near the
+	 * most a client may lag behind, however long the stream runs */
+	if (e->off && e->len + n > e->cap) {
+		memmove(e->buf, e->buf + e->off, e->len - e->off);
+		e->len -= e->off;
+		e->off = 0;
+	}
 	if (e->len + n > e->cap) {
 		size_t cap = e->cap ? e->cap : 16384;
 		while (cap < e->len + n)
@@ -1429,6 +1500,34 @@ static bool sse_put(sse *e, const char *s, size_t n)
 	return true;
 }
 
+/*
+ * Ends the stream with a last frame, "event: error" and the error as JSON
+ * (an EventSource client gets it as an "error"-typed message, then the
+ * end), and says so on stderr.  The caller holds mu.
+ */
+static void sse_end(sse *e, int code, uint64_t position, const char *why)
+{
+	char name[32];
+	json_t *obj;
+	size_t len = 0;
+	char *text;
+
+	if (e->ended)
+		return;
+	e->ended = true;
+	lib_name(name, sizeof(name), code);
+	obj = json_pack("{s:s, s:i, s:s, s:I}", "error", name, "code", code, "message", why,
+			"position", (json_int_t)position);
+	text = json_text(obj, &len);
+	fprintf(stderr, "evstore: %s: an event stream ended at position %" PRIu64 ": %s\n",
+		e->srv->cmd, position, why);
+	if (text && sse_put(e, "event: error\ndata: ", 19))
+		if (sse_put(e, text, len))
+			sse_put(e, "\n", 1);
+	free(text);
+	pthread_cond_broadcast(&e->cv);
+}
+
 /* evs_event_cb, on the subscription's thread: one "id:" and "data:" frame. */
 static int sse_event(const evs_event *ev, void *ctx)
 {
@@ -1441,8 +1540,7 @@ static int sse_event(const evs_event *ev, void *ctx)
 
 	pthread_mutex_lock(&e->mu);
 	if (!text) {
-		snprintf(e->err, sizeof(e->err), "%s", obj ? "out of memory" : err);
-		e->closed = true;
+		sse_end(e, EVS_ECORRUPT, ev->position, obj ? "out of memory" : err);
 		stop = 1;
 	}
 	/* a slow client holds this subscription back, never the store */
@@ -1452,14 +1550,15 @@ static int sse_event(const evs_event *ev, void *ctx)
 		int h = snprintf(head, sizeof(head), "id: %" PRIu64 "\ndata: ", ev->position);
 		/* json_text ends with one newline; a frame ends with a blank line */
 		if (!sse_put(e, head, (size_t)h) || !sse_put(e, text, len) || !sse_put(e, "\n", 1)) {
-			snprintf(e->err, sizeof(e->err), "out of memory");
-			e->closed = true;
+			sse_end(e, EVS_ENOMEM, ev->position, "out of memory");
+			stop = 1;
 		} else {
+			e->next = ev->position + 1;
 			atomic_fetch_add_explicit(&e->srv->sse_events, 1, memory_order_relaxed);
 		}
 		pthread_cond_broadcast(&e->cv);
 	}
-	stop = stop || e->closed;
+	stop = stop || e->closed || e->ended;
 	pthread_mutex_unlock(&e->mu);
 	free(text);
 	return stop;
@@ -1476,9 +1575,17 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
 
 	(void)pos;
 	pthread_mutex_lock(&e->mu);
-	while (e->len == e->off && !e->closed && !atomic_load(&srv->stopping)) {
+	while (e->len == e->off && !e->closed && !e->ended && !atomic_load(&srv->stopping)) {
 		uint64_t due = e->last_write_ms + (uint64_t)srv->o->heartbeat_s * 1000;
 		uint64_t now = now_ms();
+		int err = evs_subscription_error(e->sub);
+		if (err) {
+			char why[160];
+			snprintf(why, sizeof(why), "%s: the log could not be read there (evstore "
+				 "verify names the damage)", evs_strerror(err));
+			sse_end(e, err, e->next, why);
+			break;
+		}
 		if (now >= due) {
 			sse_put(e, ": heartbeat\n\n", 13);
 			break;
@@ -1491,7 +1598,11 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
 		ts.tv_nsec %= 1000000000;
 		pthread_cond_timedwait(&e->cv, &e->mu, &ts);
 	}
-	if (e->len > e->off) {
+	if (atomic_load(&srv->stopping)) {
+		/* at once: a frame cut short is dropped by the client, which
+		 * resumes after the last whole one */
+		n = MHD_CONTENT_READER_END_OF_STREAM;
+	} else if (e->len > e->off) {
 		n = (ssize_t)(e->len - e->off < max ? e->len - e->off : max);
 		memcpy(out, e->buf + e->off, (size_t)n);
 		e->off += (size_t)n;
@@ -1569,6 +1680,7 @@ static enum MHD_Result subscribe(server *srv, struct MHD_Connection *c, req *r, 
 		return answer_json(c, r, 500, NULL);
 	}
 	so.from = from;
+	e->next = from ? from : 1;
 	so.filter.category = e->category;
 	so.filter.types = (const char *const *)e->types;
 	so.filter.ntypes = e->ntypes;
@@ -1638,7 +1750,7 @@ static int route_of(const char *url, const char *method, req *r, const char **al
 		return 0;
 	}
 	enum route want = R_NONE;
-	const char *methods = "GET";
+	const char *methods = "GET, HEAD";
 	size_t keep = 0;          /* parts after the first that the handler reads */
 	if (n == 0) {
 		want = R_PAGE;
@@ -1652,7 +1764,7 @@ static int route_of(const char *url, const char *method, req *r, const char **al
 		want = R_STREAMS;
 	} else if (n == 2 && strcmp(parts[0], "streams") == 0 && parts[1][0]) {
 		want = post ? R_STREAM_APPEND : R_STREAM_READ;
-		methods = "GET, POST";
+		methods = "GET, HEAD, POST";
 		keep = 1;
 	} else if (n == 3 && strcmp(parts[0], "streams") == 0 && parts[1][0] &&
 		   strcmp(parts[2], "info") == 0) {
@@ -1674,8 +1786,7 @@ static int route_of(const char *url, const char *method, req *r, const char **al
 		keep = 3;
 	}
 	if (want != R_NONE) {
-		bool ok = strcmp(methods, "GET") == 0 ? get :
-			  strcmp(methods, "POST") == 0 ? post : get || post;
+		bool ok = (get && strstr(methods, "GET")) || (post && strstr(methods, "POST"));
 		if (ok) {
 			r->route = want;
 			for (size_t i = 0; i < keep; i++) {
@@ -1690,6 +1801,56 @@ static int route_of(const char *url, const char *method, req *r, const char **al
 	for (size_t i = 0; i < n; i++)
 		free(parts[i]);
 	return 0;
+}
+
+/*
+ * Without --auth, whether the Host header names this server as loopback
+ * (localhost, 127.x.y.z, [::1] or the --listen address, any port): a
+ * browser page whose name was rebound to 127.0.0.1 sends its own name.
+ * No Host (HTTP/1.0) passes.
+ */
+static bool host_ok(const server *srv, const char *host)
+{
+	char name[256];
+	size_t n;
+
+	if (!host || srv->auth)
+		return true;
+	if (host[0] == '[') {
+		const char *end = strchr(host, ']');
+		n = end ? (size_t)(end - host - 1) : 0;
+		host++;
+	} else {
+		const char *colon = strchr(host, ':');
+		n = colon ? (size_t)(colon - host) : strlen(host);
+	}
+	if (n == 0 || n >= sizeof(name))
+		return false;
+	memcpy(name, host, n);
+	name[n] = '\0';
+	if (strcasecmp(name, "localhost") == 0 || strcmp(name, "::1") == 0 ||
+	    strcmp(name, srv->o->listen) == 0)
+		return true;
+	struct in_addr a4;
+	return inet_pton(AF_INET, name, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
+/* Whether a POST's Content-Type is JSON (or missing).  A form or text
+ * body is what a page of another site can send without asking first. */
+static bool json_body_type(const char *ct)
+{
+	static const char want[] = "application/json";
+
+	if (!ct)
+		return true;
+	while (*ct == ' ')
+		ct++;
+	if (strncasecmp(ct, want, sizeof(want) - 1) != 0)
+		return false;
+	ct += sizeof(want) - 1;
+	while (*ct == ' ')
+		ct++;
+	return *ct == '\0' || *ct == ';';
 }
 
 static enum role role_needed(enum route rt)
@@ -1709,7 +1870,7 @@ static enum role role_needed(enum route rt)
 
 /* The caller's role: the bearer token, or for a GET an access_token
  * parameter (EventSource cannot send headers).  Without --auth, admin. */
-static enum role caller_role(server *srv, struct MHD_Connection *c, bool *given)
+static enum role caller_role(server *srv, struct MHD_Connection *c, bool get, bool *given)
 {
 	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
 	const char *q = NULL;
@@ -1730,14 +1891,14 @@ static enum role caller_role(server *srv, struct MHD_Connection *c, bool *given)
 		*given = true;
 		return ROLE_NONE;
 	}
-	q = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "access_token");
+	q = get ? MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "access_token") : NULL;
 	if (!q)
 		return ROLE_NONE;
 	*given = true;
 	decoded = pct_decode(q, strlen(q), true);
 	role = decoded ? token_role(srv, decoded) : ROLE_NONE;
 	if (decoded) {
-		memset(decoded, 0, strlen(decoded));
+		explicit_bzero(decoded, strlen(decoded));
 		free(decoded);
 	}
 	return role;
@@ -1791,8 +1952,16 @@ static enum MHD_Result dispatch(server *srv, struct MHD_Connection *c, req *r)
 		ok = read_stream(srv, c, r, &a);
 		break;
 	case R_STREAM_APPEND:
-		ok = append(srv, c, r, &a);
+	case R_COMMAND: {
+		bool big = r->len > BIG_BODY;
+		if (big)
+			while (sem_wait(&srv->big_parses) != 0 && errno == EINTR)
+				;
+		ok = r->route == R_COMMAND ? command(srv, c, r, &a) : append(srv, c, r, &a);
+		if (big)
+			sem_post(&srv->big_parses);
 		break;
+	}
 	case R_STREAM_INFO:
 		ok = stream_info(srv, c, r, &a);
 		break;
@@ -1801,9 +1970,6 @@ static enum MHD_Result dispatch(server *srv, struct MHD_Connection *c, req *r)
 		break;
 	case R_SUBSCRIBE:
 		ok = subscribe(srv, c, r, &a);
-		break;
-	case R_COMMAND:
-		ok = command(srv, c, r, &a);
 		break;
 	case R_PROJECTIONS:
 		ok = projections(srv, c, r, &a);
@@ -1851,8 +2017,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		if (r->route == R_NONE)
 			return answer_error(c, r, 404, "notfound", EVS_ENOTFOUND, NULL, NULL,
 					    "no route %s %.200s", method, url);
+		const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+		if (!host_ok(srv, host))
+			return answer_error(c, r, 403, "forbidden", 0, NULL, NULL,
+					    "Host '%.100s' is not a loopback name: without --auth "
+					    "only localhost, 127.0.0.1 and [::1] are served", host);
 		need = role_needed(r->route);
-		have = caller_role(srv, c, &given);
+		have = caller_role(srv, c, strcmp(method, "POST") != 0, &given);
 		if (need > have && !given)
 			return answer_error(c, r, 401, "unauthorized", 0, NULL, NULL,
 					    "a bearer token is needed (Authorization: Bearer "
@@ -1876,8 +2047,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 						    "%zu this server takes (--max-body)", n,
 						    srv->o->max_body);
 		}
-		if (strcmp(method, "POST") == 0)
+		if (strcmp(method, "POST") == 0) {
+			const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+								     "Content-Type");
+			if (!json_body_type(ct))
+				return answer_error(c, r, 415, "media", 0, NULL, NULL,
+						    "the body must be sent as Content-Type: "
+						    "application/json, not '%.100s'", ct);
 			return MHD_YES; /* the body comes in the next calls */
+		}
 		return dispatch(srv, c, r);
 	}
 	if (r->answered) {
@@ -1948,10 +2126,23 @@ static size_t keep_escapes(void *cls, struct MHD_Connection *c, char *s)
 
 static int stop_pipe[2] = { -1, -1 };
 
+static volatile sig_atomic_t signals;
+
+/* The first signal starts the graceful stop; a second one ends the
+ * process at once (the store recovers at its next open, as after a
+ * crash). */
 static void on_signal(int sig)
 {
+	static const char msg[] = "evstore: serve: second signal: stopping now\n";
 	char c = (char)sig;
-	ssize_t w = write(stop_pipe[1], &c, 1);
+	ssize_t w;
+
+	if (signals++) {
+		w = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+		(void)w;
+		_exit(1);
+	}
+	w = write(stop_pipe[1], &c, 1);
 	(void)w;
 }
 
@@ -2044,6 +2235,7 @@ int serve_run(const char *cmd, const serve_options *o)
 	srv.o = o;
 	srv.cmd = cmd;
 	pthread_mutex_init(&srv.conn_mu, NULL);
+	sem_init(&srv.big_parses, 0, BIG_PARSES);
 	orders_decider(&srv.orders);
 
 	if (inet_pton(AF_INET, o->listen, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
@@ -2105,7 +2297,6 @@ int serve_run(const char *cmd, const serve_options *o)
 		MHD_OPTION_EXTERNAL_LOGGER, log_mhd, &srv,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)o->max_connections,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o->timeout_s,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)o->max_header,
 		MHD_OPTION_THREAD_STACK_SIZE, (size_t)(2 << 20),
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, &srv,
@@ -2157,7 +2348,9 @@ out:
 	if (srv.daemon) {
 		/* no new connections; the ones open finish what they do, event
 		 * streams end at their next wake-up */
-		MHD_quiesce_daemon(srv.daemon);
+		MHD_socket listener = MHD_quiesce_daemon(srv.daemon);
+		if (listener != MHD_INVALID_SOCKET)
+			close(listener); /* new connections are refused, not queued */
 		for (int i = 0; i < 1000 && atomic_load(&srv.inflight); i++) {
 			struct timespec nap = { 0, 10 * 1000000L };
 			nanosleep(&nap, NULL);
@@ -2174,9 +2367,10 @@ out:
 	if (rc == 0)
 		fprintf(stderr, "evstore: %s: stopped\n", cmd);
 	if (srv.tokens)
-		memset(srv.tokens, 0, srv.ntokens * sizeof(*srv.tokens));
+		explicit_bzero(srv.tokens, srv.ntokens * sizeof(*srv.tokens));
 	free(srv.tokens);
 	pthread_mutex_destroy(&srv.conn_mu);
+	sem_destroy(&srv.big_parses);
 	if (stop_pipe[0] >= 0) {
 		close(stop_pipe[0]);
 		close(stop_pipe[1]);

@@ -20,7 +20,8 @@ typedef struct serve_options {
 	const char *projections;     /* a directory of .sql projections, or NULL */
 	evs_durability durability;
 	size_t max_body;             /* bytes of a request body */
-	size_t max_header;           /* bytes of a request's line and headers */
+	size_t max_header;           /* memory for a request's line, headers and
+					buffers (MHD's per-connection pool) */
 	unsigned max_connections;
 	unsigned timeout_s;          /* a request must arrive whole within it */
 	unsigned max_subscribers;    /* open /subscribe streams */
@@ -30,7 +31,7 @@ typedef struct serve_options {
 
 #define SERVE_DEFAULT_PORT 2113
 #define SERVE_DEFAULT_MAX_BODY (4u << 20)
-#define SERVE_DEFAULT_MAX_HEADER (16u << 10)
+#define SERVE_DEFAULT_MAX_HEADER (32u << 10)
 #define SERVE_DEFAULT_MAX_CONNECTIONS 256
 #define SERVE_DEFAULT_TIMEOUT_S 30
 #define SERVE_DEFAULT_MAX_SUBSCRIBERS 64
