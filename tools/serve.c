@@ -5,16 +5,18 @@
  * may block its own thread while it waits for events).
  *
  * A request goes: route (the raw path split on '/', each part
- * percent-decoded and checked as UTF-8), method, role (bearer token),
- * declared body size; then the body is gathered up to --max-body, and the
- * route's handler answers.  Every answer but /metrics, the page and the
+ * percent-decoded and checked as UTF-8), method, Host (without --auth),
+ * role (bearer token), declared body size and type; then the body is
+ * gathered up to --max-body, and the route's handler answers.  Every answer but /metrics, the page and the
  * event stream is one JSON object; errors are
  * {"error": name, "code": N, "message": "..."} with the C API's names.
  *
  * Slow clients: a reaper thread shuts the socket of any connection whose
  * request has not arrived whole within --timeout seconds of the previous
  * answer (or of its connect), so a client trickling headers or a body
- * cannot hold a thread.
+ * cannot hold a thread.  It is the only timeout: libmicrohttpd's own would
+ * also drop an answer that took long (a query waiting for min_position),
+ * and an idle event stream finds its client gone at the next heartbeat.
  */
 #include <arpa/inet.h>
 #include <errno.h>
