@@ -246,7 +246,8 @@ struct evs_store {
 	atomic_int failed;     /* 0, or the error that failed the store */
 	/* evs_metrics' counters, as the writer and evs_append count them */
 	_Atomic uint64_t m_appends[5];  /* ok, idempotent, conflict, invalid, failed */
-	_Atomic uint64_t m_events, m_bytes, m_groups, m_group_appends, m_syncs, m_sync_us;
+	_Atomic uint64_t m_events[5];   /* events of those appends */
+	_Atomic uint64_t m_bytes, m_groups, m_group_appends, m_syncs, m_sync_us;
 	_Atomic uint64_t m_group_buckets[EVS_METRICS_GROUP_BUCKETS];
 	_Atomic uint64_t m_sync_buckets[EVS_METRICS_SYNC_BUCKETS];
 

@@ -547,16 +547,15 @@ static void count_group(evs_store *s, size_t appends, size_t bytes)
 			EVS_METRICS_GROUP_BUCKETS, appends)], 1, memory_order_relaxed);
 }
 
-/* Counts a finished evs_append by its outcome. */
-static void count_append(evs_store *s, int rc, const evs__req *r)
+/* Counts a finished evs_append of n events by its outcome. */
+static void count_append(evs_store *s, int rc, const evs__req *r, size_t n)
 {
 	int k = rc == 0 ? (r->res.idempotent ? 1 : 0) :
 		rc == EVS_ECONFLICT ? 2 :
 		rc == EVS_EINVAL || rc == EVS_ETOOLARGE || rc == EVS_ESCHEMA ? 3 : 4;
 
 	atomic_fetch_add_explicit(&s->m_appends[k], 1, memory_order_relaxed);
-	if (k == 0)
-		atomic_fetch_add_explicit(&s->m_events, r->count, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->m_events[k], n, memory_order_relaxed);
 }
 
 int evs_metrics_get(evs_metrics *out, evs_store *s)
@@ -570,7 +569,11 @@ int evs_metrics_get(evs_metrics *out, evs_store *s)
 	out->appends_conflict = atomic_load_explicit(&s->m_appends[2], memory_order_relaxed);
 	out->appends_invalid = atomic_load_explicit(&s->m_appends[3], memory_order_relaxed);
 	out->appends_failed = atomic_load_explicit(&s->m_appends[4], memory_order_relaxed);
-	out->events_appended = atomic_load_explicit(&s->m_events, memory_order_relaxed);
+	out->events_appended = atomic_load_explicit(&s->m_events[0], memory_order_relaxed);
+	out->events_idempotent = atomic_load_explicit(&s->m_events[1], memory_order_relaxed);
+	out->events_conflict = atomic_load_explicit(&s->m_events[2], memory_order_relaxed);
+	out->events_invalid = atomic_load_explicit(&s->m_events[3], memory_order_relaxed);
+	out->events_failed = atomic_load_explicit(&s->m_events[4], memory_order_relaxed);
 	out->bytes_written = atomic_load_explicit(&s->m_bytes, memory_order_relaxed);
 	out->groups = atomic_load_explicit(&s->m_groups, memory_order_relaxed);
 	out->group_appends = atomic_load_explicit(&s->m_group_appends, memory_order_relaxed);
@@ -969,7 +972,7 @@ int evs_append(evs_store *s, const char *stream, int64_t expected_version,
 	if (out && (rc == 0 || rc == EVS_ECONFLICT))
 		*out = r.res;
 out:
-	count_append(s, rc, &r);
+	count_append(s, rc, &r, events ? n : 0);
 	evs__free(r.buf);
 	evs__free(r.ids);
 	evs__free(r.errmsg);

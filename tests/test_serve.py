@@ -412,7 +412,11 @@ def metric(name):
 eq('metrics: appends ok', 7.0, metric('evstore_appends_total{outcome="ok"}'))
 eq('metrics: idempotent', 1.0, metric('evstore_appends_total{outcome="idempotent"}'))
 eq('metrics: conflicts', 3.0, metric('evstore_appends_total{outcome="conflict"}'))
-eq('metrics: events', float(HEAD), metric('evstore_events_appended_total'))
+eq('metrics: events', float(HEAD), metric('evstore_events_total{outcome="ok"}'))
+eq('metrics: events of idempotent appends', 3.0,
+   metric('evstore_events_total{outcome="idempotent"}'))
+eq('metrics: events of conflicting appends', 3.0,
+   metric('evstore_events_total{outcome="conflict"}'))
 eq('metrics: groups', 7.0, metric('evstore_group_commit_appends_count'))
 eq('metrics: syncs', 7.0, metric('evstore_fdatasync_seconds_count'))
 eq('metrics: orders position', float(HEAD),

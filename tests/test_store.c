@@ -2630,6 +2630,10 @@ START_TEST(test_metrics)
 	ck_assert_uint_eq(m.appends_invalid, 3);
 	ck_assert_uint_eq(m.appends_failed, 0);
 	ck_assert_uint_eq(m.events_appended, 5);
+	ck_assert_uint_eq(m.events_idempotent, 1);
+	ck_assert_uint_eq(m.events_conflict, 1);
+	ck_assert_uint_eq(m.events_invalid, 2); /* the empty append counts none */
+	ck_assert_uint_eq(m.events_failed, 0);
 	/* one thread: each written append was a group of its own */
 	ck_assert_uint_eq(m.groups, 3);
 	ck_assert_uint_eq(m.group_appends, 3);

@@ -1358,9 +1358,14 @@ static enum MHD_Result metrics(server *srv, struct MHD_Connection *c, req *r, ar
 	put(&t, "evstore_appends_total{outcome=\"conflict\"} %" PRIu64 "\n", m.appends_conflict);
 	put(&t, "evstore_appends_total{outcome=\"invalid\"} %" PRIu64 "\n", m.appends_invalid);
 	put(&t, "evstore_appends_total{outcome=\"failed\"} %" PRIu64 "\n", m.appends_failed);
-	put(&t, "# HELP evstore_events_appended_total Events written by appends.\n"
-		"# TYPE evstore_events_appended_total counter\n"
-		"evstore_events_appended_total %" PRIu64 "\n", m.events_appended);
+	put(&t, "# HELP evstore_events_total Events given to appends, by the append's "
+		"outcome (ok: written).\n# TYPE evstore_events_total counter\n");
+	put(&t, "evstore_events_total{outcome=\"ok\"} %" PRIu64 "\n", m.events_appended);
+	put(&t, "evstore_events_total{outcome=\"idempotent\"} %" PRIu64 "\n",
+	    m.events_idempotent);
+	put(&t, "evstore_events_total{outcome=\"conflict\"} %" PRIu64 "\n", m.events_conflict);
+	put(&t, "evstore_events_total{outcome=\"invalid\"} %" PRIu64 "\n", m.events_invalid);
+	put(&t, "evstore_events_total{outcome=\"failed\"} %" PRIu64 "\n", m.events_failed);
 	put(&t, "# HELP evstore_bytes_written_total Log bytes written by group commits.\n"
 		"# TYPE evstore_bytes_written_total counter\n"
 		"evstore_bytes_written_total %" PRIu64 "\n", m.bytes_written);

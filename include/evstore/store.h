@@ -270,6 +270,10 @@ typedef struct evs_metrics {
 	uint64_t appends_invalid;   /* EVS_EINVAL, EVS_ETOOLARGE, EVS_ESCHEMA */
 	uint64_t appends_failed;    /* any other error (I/O, a failed store) */
 	uint64_t events_appended;   /* events of appends_ok */
+	uint64_t events_idempotent; /* events of appends_idempotent, and so on */
+	uint64_t events_conflict;
+	uint64_t events_invalid;
+	uint64_t events_failed;
 	uint64_t bytes_written;     /* log bytes written by groups */
 	uint64_t groups;            /* group commits: one write, one sync */
 	uint64_t group_appends;     /* appends in them, summed */
