@@ -562,7 +562,8 @@ int evs_metrics_get(evs_metrics *out, evs_store *s)
 {
 	evs__err_clear();
 	if (!out || !s)
-		return evs__need("evs_metrics_get", "out", out, "store", s, (const char *)NULL);
+		return evs__need("evs_metrics_get", "out", out != NULL, "store", s != NULL,
+				 (const char *)NULL);
 	memset(out, 0, sizeof(*out));
 	out->appends_ok = atomic_load_explicit(&s->m_appends[0], memory_order_relaxed);
 	out->appends_idempotent = atomic_load_explicit(&s->m_appends[1], memory_order_relaxed);
