@@ -15,7 +15,8 @@
  * cache fills as the store grows: those at most EVS__SEG_FDS_KEPT plus
  * two per reader; WAL files under 64 MiB, the index checkpointing every
  * 8192 pages; projection lag + 50% + 5000 events, since a lag that grows
- * with time nearly doubles), and once the load stops every projection
+ * with time nearly doubles; not under sanitizers, EVS_SOAK_LAG=off), and
+ * once the load stops every projection
  * catches up.  At the end
  * evs_verify, and `evstore verify` (the tool named by $EVSTORE), must be
  * clean, and the orders read model must hold one row per order placed.
@@ -396,8 +397,13 @@ int main(void)
 	}
 	/* lag bounded: a projection slower than the appends has a lag that
 	 * grows with time, and its second half's maximum near twice the
-	 * first's */
-	if (second.lag > first.lag + first.lag / 2 + 5000) {
+	 * first's.  Not in sanitizer builds (EVS_SOAK_LAG=off): they slow the
+	 * workers' SQLite far more than the writer, and how far they fall
+	 * behind then depends on what else the machine runs; the catch-up
+	 * at the end is checked there too. */
+	const char *lag_env = getenv("EVS_SOAK_LAG");
+	bool check_lag = !lag_env || strcmp(lag_env, "off") != 0;
+	if (check_lag && second.lag > first.lag + first.lag / 2 + 5000) {
 		fprintf(stderr, "soak: projection lag reached %llu events\n",
 			(unsigned long long)second.lag);
 		bad = 1;
