@@ -594,16 +594,8 @@ START_TEST(test_worker_read_error)
 		add(s, "a-1", "Added", 1);
 	evs_close(s);
 	ck_assert_uint_gt(tu_segment_count(dir), 2);
-	{
-		/* a byte in the middle of the second segment's batches */
-		char *seg = tu_segment_path(dir, 1);
-		size_t size;
-		char *bytes = tu_read_file(seg, &size);
-		bytes[4000] ^= 0x40;
-		ck_assert_int_eq(tu_write_file(seg, bytes, size), 0);
-		free(bytes);
-		free(seg);
-	}
+	/* a byte in the middle of the second segment's batches */
+	tu_damage_segment(dir, 1, 4000);
 	s = tu_open(dir, 16384, 0);
 	ck_assert_int_eq(evs_projections_set_workers(s, 1), 0);
 	for (int i = 0; i < 2; i++) {

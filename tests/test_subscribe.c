@@ -123,13 +123,7 @@ START_TEST(test_read_error_ends_it)
 		append_one(s, "a-1", "Added");
 	evs_close(s);
 	ck_assert_uint_gt(tu_segment_count(dir), 2);
-	char *seg = tu_segment_path(dir, 1);
-	size_t size;
-	char *bytes = tu_read_file(seg, &size);
-	bytes[4000] ^= 0x40;
-	ck_assert_int_eq(tu_write_file(seg, bytes, size), 0);
-	free(bytes);
-	free(seg);
+	tu_damage_segment(dir, 1, 4000);
 	s = tu_open(dir, 16384, 0);
 	ck_assert_int_eq(evs_subscribe(&sub, s, NULL, collect, &w), 0);
 	struct timespec nap = { 0, 1000000 };

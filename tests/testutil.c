@@ -129,6 +129,22 @@ char *tu_segment_path(const char *dir, size_t i)
 	return r;
 }
 
+void tu_damage_segment(const char *dir, size_t i, size_t off)
+{
+	char *seg = tu_segment_path(dir, i);
+	size_t size;
+	char *bytes;
+
+	ck_assert_ptr_nonnull(seg);
+	bytes = tu_read_file(seg, &size);
+	ck_assert_ptr_nonnull(bytes);
+	ck_assert_uint_lt(off, size);
+	bytes[off] ^= 0x40;
+	ck_assert_int_eq(tu_write_file(seg, bytes, size), 0);
+	free(bytes);
+	free(seg);
+}
+
 size_t tu_segment_count(const char *dir)
 {
 	size_t n;

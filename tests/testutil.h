@@ -22,6 +22,9 @@ char *tu_read_file(const char *path, size_t *size);
 int tu_write_file(const char *path, const void *buf, size_t size);
 /* Path of the i-th (0-based) segment of a store's log, or NULL. */
 char *tu_segment_path(const char *dir, size_t i);
+/* Flips bit 0x40 of byte `off` of the i-th segment file of the store in
+ * `dir` (a damaged batch); fails the test if it cannot. */
+void tu_damage_segment(const char *dir, size_t i, size_t off);
 size_t tu_segment_count(const char *dir);
 
 /* Opens a store in dir with create, durability none unless `sync`, and
