@@ -244,6 +244,27 @@ bad:
 	return NULL;
 }
 
+/* Appends s[0..n) to the growing buffer *buf (length *len, capacity
+ * *cap, `first` bytes when it has none yet, doubling); false when out of
+ * memory, the buffer then as it was. */
+static bool grow_append(char **buf, size_t *len, size_t *cap, size_t first, const void *s,
+			size_t n)
+{
+	if (*len + n > *cap) {
+		size_t want = *cap ? *cap : first;
+		while (want < *len + n)
+			want *= 2;
+		char *p = realloc(*buf, want);
+		if (!p)
+			return false;
+		*buf = p;
+		*cap = want;
+	}
+	memcpy(*buf + *len, s, n);
+	*len += n;
+	return true;
+}
+
 /* ---- tokens ---- */
 
 /*
@@ -1492,19 +1513,7 @@ static bool sse_put(sse *e, const char *s, size_t n)
 		e->len -= e->off;
 		e->off = 0;
 	}
-	if (e->len + n > e->cap) {
-		size_t cap = e->cap ? e->cap : 16384;
-		while (cap < e->len + n)
-			cap *= 2;
-		char *p = realloc(e->buf, cap);
-		if (!p)
-			return false;
-		e->buf = p;
-		e->cap = cap;
-	}
-	memcpy(e->buf + e->len, s, n);
-	e->len += n;
-	return true;
+	return grow_append(&e->buf, &e->len, &e->cap, 16384, s, n);
 }
 
 /*
@@ -2076,19 +2085,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			r->too_large = true;
 			return MHD_YES;
 		}
-		if (r->len + n > r->cap) {
-			size_t cap = r->cap ? r->cap : 4096;
-			while (cap < r->len + n)
-				cap *= 2;
-			char *b = realloc(r->body, cap);
-			if (!b)
-				return MHD_NO;
-			r->body = b;
-			r->cap = cap;
-		}
-		memcpy(r->body + r->len, upload_data, n);
-		r->len += n;
-		return MHD_YES;
+		return grow_append(&r->body, &r->len, &r->cap, 4096, upload_data, n) ?
+		       MHD_YES : MHD_NO;
 	}
 	if (r->too_large)
 		return answer_error(c, r, 413, "toolarge", EVS_ETOOLARGE, NULL, NULL,
