@@ -12,13 +12,13 @@ CREATE TABLE IF NOT EXISTS daily_revenue (
     orders_paid INTEGER NOT NULL,
     revenue INTEGER NOT NULL,        -- cents
     PRIMARY KEY (day, currency)
-);
+) WITHOUT ROWID;
 
 -- on: OrderPaid
 INSERT INTO daily_revenue (day, currency, orders_paid, revenue)
-VALUES (coalesce(date(json_extract(:data, '$.paid_at')),
+VALUES (coalesce(date(@paid_at),
                  date(:timestamp / 1000000, 'unixepoch')),
-        json_extract(:data, '$.currency'), 1, json_extract(:data, '$.amount'))
+        @currency, 1, @amount)
 ON CONFLICT (day, currency) DO UPDATE SET orders_paid = orders_paid + 1,
     revenue = revenue + excluded.revenue;
 

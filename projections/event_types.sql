@@ -10,7 +10,7 @@ CREATE TABLE IF NOT EXISTS event_types (
     type TEXT NOT NULL,
     events INTEGER NOT NULL,
     PRIMARY KEY (category, type)
-);
+) WITHOUT ROWID;
 
 -- on: *
 INSERT INTO event_types (category, type, events)

@@ -10,7 +10,10 @@
 --
 -- placed_at is OrderPlaced's own time (data.placed_at, as written; a v1
 -- event arrives upcast to v2, currency EUR); updated_at is the last
--- event's store timestamp, UTC to the microsecond.
+-- event's store timestamp, UTC to the microsecond (:time).
+--
+-- Both tables are WITHOUT ROWID: every handler finds its row by the text
+-- key, which is then one B-tree search instead of two.
 -- projection: orders
 
 -- setup
@@ -25,7 +28,7 @@ CREATE TABLE IF NOT EXISTS orders (
     updated_at TEXT NOT NULL,
     version INTEGER NOT NULL,        -- the stream's last version applied
     placed_position INTEGER NOT NULL -- for "recent" and "by_customer"
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS orders_customer ON orders (customer, placed_position);
 CREATE INDEX IF NOT EXISTS orders_status ON orders (status, id);
 CREATE INDEX IF NOT EXISTS orders_placed ON orders (placed_position);
@@ -35,62 +38,54 @@ CREATE TABLE IF NOT EXISTS order_items (
     qty INTEGER NOT NULL,
     price INTEGER NOT NULL,          -- cents per unit; one price per line
     PRIMARY KEY (order_id, sku)
-);
+) WITHOUT ROWID;
 
 -- on: OrderPlaced
 INSERT INTO orders (id, customer, currency, status, item_count, total, placed_at,
                     updated_at, version, placed_position)
-VALUES (:stream, json_extract(:data, '$.customer_id'), json_extract(:data, '$.currency'),
-        'placed', 0, 0, json_extract(:data, '$.placed_at'),
-        strftime('%Y-%m-%dT%H:%M:%S', :timestamp / 1000000, 'unixepoch')
-        || printf('.%06dZ', :timestamp % 1000000), :version, :position);
+VALUES (:stream, @customer_id, @currency, 'placed', 0, 0, @placed_at, :time, :version,
+        :position);
 
 -- on: ItemAdded
 INSERT INTO order_items (order_id, sku, qty, price)
-VALUES (:stream, json_extract(:data, '$.sku'), json_extract(:data, '$.qty'),
-        json_extract(:data, '$.price'))
+VALUES (:stream, @sku, @qty, @price)
 ON CONFLICT (order_id, sku) DO UPDATE SET qty = qty + excluded.qty, price = excluded.price;
 UPDATE orders
-   SET item_count = item_count + json_extract(:data, '$.qty'),
-       total = total + json_extract(:data, '$.qty') * json_extract(:data, '$.price'),
+   SET item_count = item_count + @qty,
+       total = total + @qty * @price,
        version = :version,
-       updated_at = strftime('%Y-%m-%dT%H:%M:%S', :timestamp / 1000000, 'unixepoch')
-                    || printf('.%06dZ', :timestamp % 1000000)
+       updated_at = :time
  WHERE id = :stream;
 
 -- on: ItemRemoved
 UPDATE orders
    SET item_count = item_count - coalesce((SELECT qty FROM order_items
                                             WHERE order_id = :stream
-                                              AND sku = json_extract(:data, '$.sku')), 0),
+                                              AND sku = @sku), 0),
        total = total - coalesce((SELECT qty * price FROM order_items
                                   WHERE order_id = :stream
-                                    AND sku = json_extract(:data, '$.sku')), 0),
+                                    AND sku = @sku), 0),
        version = :version,
-       updated_at = strftime('%Y-%m-%dT%H:%M:%S', :timestamp / 1000000, 'unixepoch')
-                    || printf('.%06dZ', :timestamp % 1000000)
+       updated_at = :time
  WHERE id = :stream;
-DELETE FROM order_items WHERE order_id = :stream AND sku = json_extract(:data, '$.sku');
+DELETE FROM order_items WHERE order_id = :stream AND sku = @sku;
 
 -- on: OrderPaid
 UPDATE orders
    SET status = 'paid', version = :version,
-       updated_at = strftime('%Y-%m-%dT%H:%M:%S', :timestamp / 1000000, 'unixepoch')
-                    || printf('.%06dZ', :timestamp % 1000000)
+       updated_at = :time
  WHERE id = :stream;
 
 -- on: OrderShipped
 UPDATE orders
    SET status = 'shipped', version = :version,
-       updated_at = strftime('%Y-%m-%dT%H:%M:%S', :timestamp / 1000000, 'unixepoch')
-                    || printf('.%06dZ', :timestamp % 1000000)
+       updated_at = :time
  WHERE id = :stream;
 
 -- on: OrderCancelled
 UPDATE orders
    SET status = 'cancelled', version = :version,
-       updated_at = strftime('%Y-%m-%dT%H:%M:%S', :timestamp / 1000000, 'unixepoch')
-                    || printf('.%06dZ', :timestamp % 1000000)
+       updated_at = :time
  WHERE id = :stream;
 
 -- query: by_id

@@ -13,7 +13,7 @@ CREATE TABLE IF NOT EXISTS streams (
     last_version INTEGER NOT NULL,
     last_position INTEGER NOT NULL,
     updated_at TEXT NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS streams_category ON streams (category, stream);
 
 -- on: *
@@ -22,8 +22,7 @@ VALUES (:stream,
         CASE WHEN instr(:stream, '-') > 0 THEN substr(:stream, 1, instr(:stream, '-') - 1)
              ELSE :stream END,
         :version, :position,
-        strftime('%Y-%m-%dT%H:%M:%S', :timestamp / 1000000, 'unixepoch')
-        || printf('.%06dZ', :timestamp % 1000000))
+        :time)
 ON CONFLICT (stream) DO UPDATE SET last_version = excluded.last_version,
     last_position = excluded.last_position, updated_at = excluded.updated_at;
 

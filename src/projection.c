@@ -29,6 +29,7 @@
 #include "evstore/projection.h"
 #include "evstore/upcast.h"
 #include "jsoncheck.h"
+#include "jsonmember.h"
 #include "store.h"
 
 #define DEFAULT_BATCH 1000
@@ -39,15 +40,18 @@
 
 static const char *const event_params[] = {
 	":stream", ":version", ":position", ":type", ":schema_version", ":event_id",
-	":timestamp", ":data", ":metadata",
+	":timestamp", ":time", ":data", ":metadata",
 };
+/* P_FIELD: @name, the data's top-level member name */
 enum { P_STREAM = 1, P_VERSION, P_POSITION, P_TYPE, P_SCHEMA_VERSION, P_EVENT_ID,
-       P_TIMESTAMP, P_DATA, P_METADATA, P__N = P_METADATA };
+       P_TIMESTAMP, P_TIME, P_DATA, P_METADATA, P__N = P_METADATA, P_FIELD };
 
 typedef struct stmt_at {
 	sqlite3_stmt *st;
 	int line;
 	int map[32];            /* statement parameter i+1 -> P_* */
+	const char *field[32];  /* for P_FIELD: the member's name (the
+				   statement's own parameter name, past '@') */
 } stmt_at;
 
 typedef struct handler {
@@ -108,6 +112,9 @@ typedef struct proj {
 	evs_subscription *sub;
 	sqlite3_stmt *sp[3];    /* SAVEPOINT, RELEASE, ROLLBACK TO (per event) */
 	bool careful;           /* commit every event (a start after a crash) */
+	bool optimistic;        /* a rebuild's first pass: no savepoint per
+				   event; a failure starts the rebuild over */
+	bool redo;              /* it failed: start over, carefully */
 	bool starts_dirty;      /* this run's start is counted, not yet cleared */
 	int suspect;            /* starts without progress: the next event stopped
 				   the process that many times */
@@ -346,13 +353,26 @@ static int take_handler(proj *p, void *ctx, sqlite3_stmt *st, int line)
 	for (int i = 1; i <= np; i++) {
 		const char *name = sqlite3_bind_parameter_name(st, i);
 		int k;
+		if (name && name[0] == '@' && name[1]) {
+			for (k = 1; name[k]; k++)
+				if (name[k] == '(' || name[k] == ':')
+					break;
+			if (name[k])
+				return evs__err(EVS_EINVAL, "%s:%d: parameter '%s': a data member's "
+						"name is letters, digits and _ only; for others use "
+						"json_extract(:data, ...)", p->path, line, name);
+			sa->map[i - 1] = P_FIELD;
+			sa->field[i - 1] = name + 1;
+			continue;
+		}
 		for (k = 0; k < P__N; k++)
 			if (name && strcmp(name, event_params[k]) == 0)
 				break;
 		if (k == P__N)
 			return evs__err(EVS_EINVAL, "%s:%d: unknown parameter '%s' (a handler has "
 					":stream, :version, :position, :type, :schema_version, "
-					":event_id, :timestamp, :data and :metadata)", p->path, line,
+					":event_id, :timestamp, :time, :data, :metadata, and @name "
+					"for the data's member name)", p->path, line,
 					name ? name : "?");
 		sa->map[i - 1] = k + 1;
 	}
@@ -1117,19 +1137,127 @@ static int park_event(proj *p, const evs_event *ev, const char *type, const char
 	return rc;
 }
 
+static char *put_digits(char *o, unsigned v, int n)
+{
+	for (int i = n - 1; i >= 0; i--) {
+		o[i] = (char)('0' + v % 10);
+		v /= 10;
+	}
+	return o + n;
+}
+
+/* :time, the timestamp t (µs since the epoch) as UTC ISO 8601 text with
+ * microseconds, 1970-01-01T00:00:00.000000Z, into out[32]; its length.
+ * (snprintf would cost more than some handlers.) */
+static int format_time(char *out, int64_t t)
+{
+	int64_t sec = t / 1000000, us = t % 1000000;
+	struct tm tm;
+	time_t tt;
+	char *o = out;
+
+	if (us < 0) {
+		us += 1000000;
+		sec--;
+	}
+	tt = (time_t)sec;
+	if (!gmtime_r(&tt, &tm) || tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999)
+		return snprintf(out, 32, "%s", t < 0 ? "0000-01-01T00:00:00.000000Z" :
+				"9999-12-31T23:59:59.999999Z");
+	o = put_digits(o, (unsigned)(tm.tm_year + 1900), 4);
+	*o++ = '-';
+	o = put_digits(o, (unsigned)tm.tm_mon + 1, 2);
+	*o++ = '-';
+	o = put_digits(o, (unsigned)tm.tm_mday, 2);
+	*o++ = 'T';
+	o = put_digits(o, (unsigned)tm.tm_hour, 2);
+	*o++ = ':';
+	o = put_digits(o, (unsigned)tm.tm_min, 2);
+	*o++ = ':';
+	o = put_digits(o, (unsigned)tm.tm_sec, 2);
+	*o++ = '.';
+	o = put_digits(o, (unsigned)us, 6);
+	*o++ = 'Z';
+	*o = 0;
+	return (int)(o - out);
+}
+
+#define MEMBERS 32
+
+/* The data's top-level members, indexed once per event when a handler
+ * first binds one (n: SIZE_MAX before that). */
+typedef struct members {
+	const char *data;
+	size_t len, n;
+	evs__json_span m[MEMBERS];
+} members;
+
+/* Binds @name, the data's member name, to parameter i of st. */
+static int bind_field(proj *p, sqlite3_stmt *st, int i, const char *name, members *d)
+{
+	size_t name_len = strlen(name), k;
+	evs__json_value v;
+	int r = 0;
+
+	if (d->n == SIZE_MAX)
+		d->n = evs__json_members(d->data, d->len, d->m, MEMBERS);
+	for (k = 0; k < d->n && k < MEMBERS; k++)
+		if (d->m[k].key_len == name_len && memcmp(d->m[k].key, name, name_len) == 0)
+			break;
+	if (k < d->n && k < MEMBERS)
+		r = evs__json_span_value(&d->m[k], &v);
+	else if (d->n > MEMBERS)
+		r = evs__json_member(d->data, d->len, name, name_len, &v);
+	else
+		v.kind = EVS__JSON_MISSING;
+	if (r)
+		return evs__err(EVS_ENOMEM, "projection '%s': out of memory reading @%s",
+				p->name, name);
+	switch (v.kind) {
+	case EVS__JSON_MISSING:
+	case EVS__JSON_NULL:
+		sqlite3_bind_null(st, i);
+		break;
+	case EVS__JSON_FALSE:
+	case EVS__JSON_TRUE:
+	case EVS__JSON_INTEGER:
+		sqlite3_bind_int64(st, i, v.i);
+		break;
+	case EVS__JSON_REAL:
+		sqlite3_bind_double(st, i, v.r);
+		break;
+	case EVS__JSON_STRING:
+	case EVS__JSON_CONTAINER:
+		if (v.owned)
+			sqlite3_bind_text(st, i, v.owned, (int)v.len, evs__free);
+		else
+			sqlite3_bind_text(st, i, v.text, (int)v.len, SQLITE_STATIC);
+		break;
+	}
+	return 0;
+}
+
 /* Runs the handlers hs[0..2) for one event, with its parameters bound;
  * the first failure's code, its message naming file, line and event. */
 static int run_once(proj *p, const targets *t, const evs_event *ev, const char *type,
-		    const char *id, uint32_t version, const char *data_text)
+		    uint32_t version, const char *data_text)
 {
+	const char *data = data_text ? data_text : ev->data;
+	size_t data_len = data_text ? strlen(data_text) : ev->data_len;
+	members d;
+	char id[37], time[32];
+	int id_len = 0, time_len = 0;
 	int rc = 0;
 
+	d.data = data;
+	d.len = data_len;
+	d.n = SIZE_MAX;
 	for (int w = 0; w < 2 && !rc; w++) {
 		handler *h = t->hs[w];
 		for (size_t k = 0; h && k < h->n && !rc; k++) {
 			sqlite3_stmt *st = h->st[k].st;
 			int np = sqlite3_bind_parameter_count(st);
-			for (int i = 1; i <= np; i++) {
+			for (int i = 1; i <= np && !rc; i++) {
 				switch (h->st[k].map[i - 1]) {
 				case P_STREAM:
 					sqlite3_bind_text(st, i, ev->stream, (int)ev->stream_len, SQLITE_STATIC);
@@ -1147,16 +1275,25 @@ static int run_once(proj *p, const targets *t, const evs_event *ev, const char *
 					sqlite3_bind_int64(st, i, version);
 					break;
 				case P_EVENT_ID:
-					sqlite3_bind_text(st, i, id, 36, SQLITE_STATIC);
+					if (!id_len) {
+						evs_uuid_format(id, ev->id);
+						id_len = 36;
+					}
+					sqlite3_bind_text(st, i, id, id_len, SQLITE_STATIC);
 					break;
 				case P_TIMESTAMP:
 					sqlite3_bind_int64(st, i, ev->timestamp_us);
 					break;
+				case P_TIME:
+					if (!time_len)
+						time_len = format_time(time, ev->timestamp_us);
+					sqlite3_bind_text(st, i, time, time_len, SQLITE_STATIC);
+					break;
 				case P_DATA:
-					if (data_text)
-						sqlite3_bind_text(st, i, data_text, -1, SQLITE_STATIC);
-					else
-						sqlite3_bind_text(st, i, ev->data, (int)ev->data_len, SQLITE_STATIC);
+					sqlite3_bind_text(st, i, data, (int)data_len, SQLITE_STATIC);
+					break;
+				case P_FIELD:
+					rc = bind_field(p, st, i, h->st[k].field[i - 1], &d);
 					break;
 				case P_METADATA:
 					if (ev->metadata_len)
@@ -1167,6 +1304,10 @@ static int run_once(proj *p, const targets *t, const evs_event *ev, const char *
 					break;
 				}
 			}
+			if (rc) {
+				sqlite3_clear_bindings(st);
+				break;
+			}
 			int r = sqlite3_step(st);
 			while (r == SQLITE_ROW)
 				r = sqlite3_step(st);
@@ -1176,8 +1317,9 @@ static int run_once(proj *p, const targets *t, const evs_event *ev, const char *
 					      " (position %" PRIu64 "): %s", p->path, h->st[k].line, type,
 					      (int)ev->stream_len, ev->stream, ev->version, ev->position,
 					      sqlite3_errmsg(p->db));
+			/* the bindings stay until the next event's replace them all:
+			 * clearing them would cost as much as some handlers */
 			sqlite3_reset(st);
-			sqlite3_clear_bindings(st);
 		}
 	}
 	if (!rc && t->c) {
@@ -1226,11 +1368,21 @@ static int sp_run(proj *p, int k)
  * parked (the event and the error in evs_parked) or failed.
  */
 static int run_handlers(proj *p, const targets *t, const evs_event *ev, const char *type,
-			const char *id, uint32_t version, const char *data_text)
+			uint32_t version, const char *data_text)
 {
 	char err[1024];
 	int rc = 0;
 
+	if (p->optimistic) {
+		/* a savepoint per event costs as much as a small handler; a
+		 * failure here only marks the pass to be done again with them */
+		rc = run_once(p, t, ev, type, version, data_text);
+		if (rc == 0 && sqlite3_get_autocommit(p->db))
+			rc = evs__err(EVS_EINVAL, "projection '%s': a handler ended the transaction",
+				      p->name);
+		p->redo = rc != 0;
+		return rc;
+	}
 	for (uint32_t attempt = 0; attempt <= p->opts.max_retries; attempt++) {
 		if (attempt) {
 			long ms = 1L << (attempt - 1 < 7 ? attempt - 1 : 7);
@@ -1239,7 +1391,7 @@ static int run_handlers(proj *p, const targets *t, const evs_event *ev, const ch
 		}
 		if (sp_run(p, 0) != 0)
 			return db_err(p, p->db, "savepoint");
-		rc = run_once(p, t, ev, type, id, version, data_text);
+		rc = run_once(p, t, ev, type, version, data_text);
 		if (rc == 0 && sqlite3_get_autocommit(p->db)) {
 			p->in_tx = false;
 			return evs__err(EVS_EINVAL, "projection '%s': the handler of '%s' ended the "
@@ -1266,10 +1418,20 @@ static int run_handlers(proj *p, const targets *t, const evs_event *ev, const ch
 	return park_event(p, ev, type, err, p->opts.max_retries + 1);
 }
 
+/* The event's type as a string, cut to type[256] (a type is at most 255
+ * bytes). */
+static void copy_type(char type[256], const evs_event *ev)
+{
+	size_t n = ev->type_len < 255 ? ev->type_len : 255;
+
+	memcpy(type, ev->type, n);
+	type[n] = 0;
+}
+
 static int apply_event(const evs_event *ev, void *ctx)
 {
 	proj *p = ctx;
-	char type[256], id[37];
+	char type[256];
 	json_t *up = NULL;
 	char *data_text = NULL;
 	uint32_t version = ev->schema_version;
@@ -1278,7 +1440,7 @@ static int apply_event(const evs_event *ev, void *ctx)
 
 	if (p->failed)
 		return 1;
-	snprintf(type, sizeof(type), "%.*s", (int)ev->type_len, ev->type);
+	copy_type(type, ev);
 	if (!targets_for(p, type, &t))
 		return 0;
 	if (evs__upcasters_has(p->s->upcasters, ev->type, ev->type_len, ev->schema_version)) {
@@ -1305,7 +1467,6 @@ static int apply_event(const evs_event *ev, void *ctx)
 		pthread_mutex_unlock(&p->mu);
 	}
 	p->in_tx = true;
-	evs_uuid_format(id, ev->id);
 	if (p->suspect) {
 		/* the process died this many times applying this event */
 		rc = evs__err(EVS_EFAILED, "%s: the process stopped %d times while applying the "
@@ -1316,7 +1477,7 @@ static int apply_event(const evs_event *ev, void *ctx)
 		if (p->opts.park)
 			rc = park_event(p, ev, type, evs_errmsg(), p->opts.max_retries + 1);
 	} else {
-		rc = run_handlers(p, &t, ev, type, id, version, data_text);
+		rc = run_handlers(p, &t, ev, type, version, data_text);
 	}
 	if (!rc) {
 		p->applied = ev->position;
@@ -1761,7 +1922,7 @@ static int replay_event(const evs_event *ev, void *ctx)
 {
 	replay_ctx *r = ctx;
 	proj *p = r->p;
-	char type[256], id[37];
+	char type[256];
 	targets t;
 	json_t *up = NULL;
 	char *data_text = NULL;
@@ -1770,7 +1931,7 @@ static int replay_event(const evs_event *ev, void *ctx)
 	r->seen = ev->position == r->want;
 	if (!r->seen)
 		return 1;
-	snprintf(type, sizeof(type), "%.*s", (int)ev->type_len, ev->type);
+	copy_type(type, ev);
 	targets_for(p, type, &t);
 	if (evs__upcasters_has(p->s->upcasters, ev->type, ev->type_len, ev->schema_version) &&
 	    ((r->rc = evs_upcast(p->s, ev, &up, &version)) != 0 ||
@@ -1780,8 +1941,7 @@ static int replay_event(const evs_event *ev, void *ctx)
 			r->rc = evs__err(EVS_ENOMEM, "out of memory upcasting");
 		return 1;
 	}
-	evs_uuid_format(id, ev->id);
-	r->rc = run_handlers(p, &t, ev, type, id, version, data_text);
+	r->rc = run_handlers(p, &t, ev, type, version, data_text);
 	if (!r->rc) {
 		/* parked again (it failed again), or applied? */
 		sqlite3_stmt *st;
@@ -1946,9 +2106,10 @@ static int load_twin(evs_store *s, const char *path, const proj *of, const char 
 	return rc;
 }
 
-/* Replays the log into the twin p, swaps it in, and frees it. */
+/* Replays the log into the twin p, swaps it in, and frees it.  *redo:
+ * the optimistic pass failed; nothing was swapped in. */
 static int rebuild_swap(evs_store *s, proj *p, evs_progress_cb progress, void *ctx,
-			uint64_t *position_out)
+			uint64_t *position_out, bool *redo)
 {
 	char live[4200];
 	rebuild_ctx r = { p, progress, ctx, 0, 0 };
@@ -1971,6 +2132,10 @@ static int rebuild_swap(evs_store *s, proj *p, evs_progress_cb progress, void *c
 	if (!rc && p->failed) {
 		rc = p->failed;
 		evs__err(rc, "%s", p->errmsg);
+	}
+	if (rc && p->redo) {
+		*redo = true;
+		goto out;
 	}
 	if (!rc)
 		rc = commit(p, p->applied > r.head ? p->applied : r.head ? r.head : 0);
@@ -2029,10 +2194,35 @@ out:
 	return rc;
 }
 
+/*
+ * A rebuild: first without a savepoint per event, which no event needs
+ * unless a handler fails.  If one fails, the twin is thrown away and the
+ * log replayed again into a new one the way the worker applies events
+ * (each in a savepoint: retried, then parked or failing the rebuild).
+ */
+static int rebuild(evs_store *s, const char *path, const proj *of, const char *fn,
+		   evs_progress_cb progress, void *ctx, uint64_t *position_out)
+{
+	bool redo = false;
+	proj *p;
+	int rc;
+
+	for (int pass = 0; pass < 2; pass++) {
+		if ((rc = load_twin(s, path, of, fn, &p)) != 0)
+			return rc;
+		p->optimistic = pass == 0;
+		rc = rebuild_swap(s, p, progress, ctx, position_out, &redo);
+		if (!redo)
+			break;
+		evs__err_clear();
+		redo = false;
+	}
+	return rc;
+}
+
 int evs_projection_rebuild(evs_store *s, const char *path, evs_progress_cb progress, void *ctx,
 			   uint64_t *position_out)
 {
-	proj *p;
 	int rc;
 
 	evs__err_clear();
@@ -2041,15 +2231,13 @@ int evs_projection_rebuild(evs_store *s, const char *path, evs_progress_cb progr
 	if ((rc = evs__need("evs_projection_rebuild", "store", s != NULL, "path", path != NULL,
 			    (const char *)NULL)) != 0)
 		return rc;
-	if ((rc = load_twin(s, path, NULL, "evs_projection_rebuild", &p)) != 0)
-		return rc;
-	return rebuild_swap(s, p, progress, ctx, position_out);
+	return rebuild(s, path, NULL, "evs_projection_rebuild", progress, ctx, position_out);
 }
 
 int evs_projection_rebuild_loaded(evs_store *s, const char *name, evs_progress_cb progress,
 				  void *ctx, uint64_t *position_out)
 {
-	proj *of, *p;
+	proj *of;
 	int rc;
 
 	evs__err_clear();
@@ -2060,9 +2248,7 @@ int evs_projection_rebuild_loaded(evs_store *s, const char *name, evs_progress_c
 		return rc;
 	if (!(of = find_proj(s, name)))
 		return evs__err(EVS_ENOTFOUND, "no projection '%s' is loaded", name);
-	if ((rc = load_twin(s, NULL, of, "evs_projection_rebuild_loaded", &p)) != 0)
-		return rc;
-	return rebuild_swap(s, p, progress, ctx, position_out);
+	return rebuild(s, NULL, of, "evs_projection_rebuild_loaded", progress, ctx, position_out);
 }
 
 int evs_projection_status_get(evs_projection_status *out, evs_store *s, const char *name)

@@ -325,6 +325,202 @@ START_TEST(test_rebuild)
 }
 END_TEST
 
+/* One value per event, as data member "a" (and "ab"), for @a against
+ * json_extract: every kind of JSON value, escapes, big numbers, duplicate
+ * keys, an escaped key, a missing member. */
+static const char *const member_data[] = {
+	"{\"a\":\"plain\"}",
+	"{\"a\":\"x\\u0000y\"}",
+	"{\"a\":\"\\ud83d\\ude00 \\u00e9\\u4e2d\\/\\b\\f\\n\\r\\t\\\"\\\\\"}",
+	"{\"a\": [1, {\"b\" : \"c d\"} ], \"ab\": {\"x\":[ ]}}",
+	"{\"a\":{ }}",
+	"{\"a\":9223372036854775807}",
+	"{\"a\":9223372036854775808}",
+	"{\"a\":-9223372036854775808}",
+	"{\"a\":-9223372036854775809}",
+	"{\"a\":123456789012345678901234567890}",
+	"{\"a\":-0}",
+	"{\"a\":-0.0}",
+	"{\"a\":0.1}",
+	"{\"a\":1e3}",
+	"{\"a\":1E+2}",
+	"{\"a\":2.5e-3}",
+	"{\"a\":1.7976931348623157e309}",
+	"{\"a\":true}",
+	"{\"a\":false}",
+	"{\"a\":null}",
+	"{\"a\":1,\"a\":2}",
+	"{\"a\\u0062\":1,\"ab\":2}",
+	"{\"b\":1}",
+	"{ \"ab\" : \"s\" , \"a\" : 7 }",
+	"{}",
+};
+
+static const char members_sql[] =
+	"-- projection: members\n"
+	"-- setup\n"
+	"CREATE TABLE IF NOT EXISTS m (pos INTEGER PRIMARY KEY, a, ja, ab, jab, miss,\n"
+	"    t TEXT, jt TEXT);\n"
+	"-- on: V, U\n"
+	"INSERT INTO m VALUES (:position, @a, json_extract(:data, '$.a'), @ab,\n"
+	"    json_extract(:data, '$.ab'), @missing, :time,\n"
+	"    strftime('%Y-%m-%dT%H:%M:%S', :timestamp / 1000000, 'unixepoch')\n"
+	"    || printf('.%06dZ', :timestamp % 1000000));\n"
+	"-- query: differ\n"
+	"SELECT count(*) AS n FROM m WHERE a IS NOT ja OR typeof(a) != typeof(ja)\n"
+	"    OR ab IS NOT jab OR typeof(ab) != typeof(jab) OR miss IS NOT NULL OR t != jt;\n"
+	"-- query: rows\n"
+	"SELECT count(*) AS n FROM m;\n"
+	"-- query: at\n"
+	"SELECT a, typeof(a) AS ta, ab FROM m WHERE pos = :pos;\n";
+
+static char *members_query(evs_store *s, const char *q, const char *params)
+{
+	evs_query_options o = EVS_QUERY_OPTIONS_INIT;
+	json_t *p = params ? json_loads(params, 0, NULL) : NULL, *rows;
+	uint64_t at;
+	char *text;
+
+	o.min_position = head_of(s);
+	o.timeout_ms = 20000;
+	ck_assert_msg(evs_query(s, "members", q, p, &o, &rows, &at) == 0, "%s", evs_errmsg());
+	text = json_dumps(rows, JSON_COMPACT | JSON_ENSURE_ASCII);
+	json_decref(rows);
+	json_decref(p);
+	return text;
+}
+
+static void members_check(evs_store *s, size_t n)
+{
+	char *t = members_query(s, "differ", NULL);
+	ck_assert_str_eq(t, "[{\"n\":0}]");
+	free(t);
+	t = members_query(s, "rows", NULL);
+	char want[64];
+	snprintf(want, sizeof(want), "[{\"n\":%zu}]", n);
+	ck_assert_str_eq(t, want);
+	free(t);
+	/* and a few exactly */
+	static const char *const exact[][2] = {
+		{ "{\"pos\":2}", "[{\"a\":\"x\",\"ta\":\"text\",\"ab\":null}]" },
+		{ "{\"pos\":3}", "[{\"a\":\"\\uD83D\\uDE00 \\u00E9\\u4E2D/\\b\\f\\n\\r\\t\\\"\\\\\","
+				 "\"ta\":\"text\",\"ab\":null}]" },
+		{ "{\"pos\":4}", "[{\"a\":\"[1,{\\\"b\\\":\\\"c d\\\"}]\",\"ta\":\"text\","
+				 "\"ab\":\"{\\\"x\\\":[]}\"}]" },
+		{ "{\"pos\":7}", "[{\"a\":9.2233720368547758e18,\"ta\":\"real\",\"ab\":null}]" },
+		{ "{\"pos\":8}", "[{\"a\":-9223372036854775808,\"ta\":\"integer\",\"ab\":null}]" },
+		{ "{\"pos\":18}", "[{\"a\":1,\"ta\":\"integer\",\"ab\":null}]" },
+		{ "{\"pos\":21}", "[{\"a\":1,\"ta\":\"integer\",\"ab\":null}]" },
+		{ "{\"pos\":22}", "[{\"a\":null,\"ta\":\"null\",\"ab\":2}]" },
+		{ "{\"pos\":24}", "[{\"a\":7,\"ta\":\"integer\",\"ab\":\"s\"}]" },
+		{ "{\"pos\":26}", "[{\"a\":\"up\",\"ta\":\"text\",\"ab\":null}]" },
+	};
+	for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++) {
+		t = members_query(s, "at", exact[i][0]);
+		ck_assert_msg(strcmp(t, exact[i][1]) == 0, "%s: %s", exact[i][0], t);
+		free(t);
+	}
+}
+
+/* @name binds what json_extract(:data, '$.name') gives, of the upcast data
+ * too, and :time the timestamp as strftime writes it; in the worker and in
+ * a rebuild. */
+START_TEST(test_data_members)
+{
+	char *dir = tu_mkdtemp(), *pd = tu_mkdtemp(), *sd = tu_mkdtemp(), *path, *up;
+	evs_options opts = EVS_OPTIONS_INIT;
+	size_t n = sizeof(member_data) / sizeof(member_data[0]);
+	evs_store *s;
+	uint64_t at;
+
+	up = write_file(sd, "U.v1-v2.sql", "json_set(data, '$.a', 'up')");
+	path = write_file(pd, "members.sql", members_sql);
+	opts.create = 1;
+	opts.durability = EVS_DURABILITY_NONE;
+	opts.schema_dir = sd;
+	ck_assert_int_eq(evs_open(&s, dir, &opts), 0);
+	for (size_t i = 0; i < n; i++)
+		add(s, "m-1", "V", member_data[i], 1);
+	add(s, "m-1", "U", "{\"a\":1}", 1);
+	ck_assert_int_eq(evs_projection_load(s, path, NULL, NULL), 0);
+	ck_assert_int_eq(evs_projections_start(s), 0);
+	members_check(s, n + 1);
+	ck_assert_int_eq(evs_projections_stop(s), 0);
+	ck_assert_int_eq(evs_projection_rebuild(s, path, NULL, NULL, &at), 0);
+	ck_assert_uint_eq(at, n + 1);
+	members_check(s, n + 1);
+	evs_close(s);
+	tu_rmdir(dir);
+	tu_rmdir(pd);
+	tu_rmdir(sd);
+	free(dir);
+	free(pd);
+	free(sd);
+	free(path);
+	free(up);
+}
+END_TEST
+
+static const char two_step_sql[] =
+	"-- projection: totals\n"
+	"-- setup\n"
+	"CREATE TABLE IF NOT EXISTS seen (stream TEXT PRIMARY KEY);\n"
+	"CREATE TABLE IF NOT EXISTS totals (stream TEXT PRIMARY KEY,\n"
+	"    n INTEGER NOT NULL, sum INTEGER NOT NULL CHECK (sum != 13), cur TEXT);\n"
+	"-- on: Added\n"
+	"INSERT INTO seen VALUES (:stream);\n"
+	"INSERT INTO totals (stream, n, sum) VALUES (:stream, 1, @k);\n"
+	"-- query: all\n"
+	"SELECT stream, n, sum, cur, (SELECT count(*) FROM seen) AS seen FROM totals\n"
+	" ORDER BY stream;\n";
+
+/* A rebuild runs without a savepoint per event until a handler fails; then
+ * it starts over with them, so the failed event's first statement is
+ * undone, the event parked, and every other event applied once. */
+START_TEST(test_rebuild_redo)
+{
+	char *dir = tu_mkdtemp(), *pd = tu_mkdtemp(), *path, *t;
+	evs_projection_options po = EVS_PROJECTION_OPTIONS_INIT;
+	evs_store *s = tu_open(dir, 0, 0);
+	uint64_t at;
+	json_t *rows;
+	int calls = 0;
+
+	path = write_file(pd, "totals.sql", two_step_sql);
+	add(s, "a-1", "Added", "{\"k\":2}", 1);
+	add(s, "a-2", "Added", "{\"k\":13}", 1);
+	add(s, "a-3", "Added", "{\"k\":4}", 1);
+	/* stopping: the rebuild fails, naming the event */
+	ck_assert_int_eq(evs_projection_rebuild(s, path, NULL, NULL, &at), EVS_EINVAL);
+	ck_assert_msg(strstr(evs_errmsg(), "totals.sql:8: on Added at stream 'a-2' version 1 "
+			     "(position 2): CHECK constraint failed") != NULL, "%s", evs_errmsg());
+	/* parking */
+	po.park = 1;
+	po.max_retries = 1;
+	ck_assert_int_eq(evs_projection_load(s, path, &po, NULL), 0);
+	ck_assert_int_eq(evs_projection_rebuild_loaded(s, "totals", progress_count, &calls, &at),
+			 0);
+	ck_assert_uint_eq(at, 3);
+	ck_assert_int_ge(calls, 1);
+	t = rows_at_head(s, "all", NULL);
+	ck_assert_str_eq(t, "[{\"stream\":\"a-1\",\"n\":1,\"sum\":2,\"cur\":null,\"seen\":2},"
+			 "{\"stream\":\"a-3\",\"n\":1,\"sum\":4,\"cur\":null,\"seen\":2}]");
+	free(t);
+	ck_assert_int_eq(evs_projection_parked(s, "totals", &rows), 0);
+	ck_assert_int_eq(json_array_size(rows), 1);
+	json_t *r0 = json_array_get(rows, 0);
+	ck_assert_int_eq(json_integer_value(json_object_get(r0, "position")), 2);
+	ck_assert_int_eq(json_integer_value(json_object_get(r0, "attempts")), 2);
+	json_decref(rows);
+	evs_close(s);
+	tu_rmdir(dir);
+	tu_rmdir(pd);
+	free(dir);
+	free(pd);
+	free(path);
+}
+END_TEST
+
 static const char guarded_sql[] =
 	"-- projection: totals\n"
 	"-- setup\n"
@@ -499,8 +695,11 @@ START_TEST(test_file_errors)
 	static const char *const bad[][2] = {
 		{ "-- setup\nCREATE TABLE t (a);\n-- on: Added\n\nINSERT INTO t VALUES (:foo);\n",
 		  "bad.sql:5: unknown parameter ':foo' (a handler has :stream, :version, "
-		  ":position, :type, :schema_version, :event_id, :timestamp, :data and "
-		  ":metadata)" },
+		  ":position, :type, :schema_version, :event_id, :timestamp, :time, :data, "
+		  ":metadata, and @name for the data's member name)" },
+		{ "-- setup\nCREATE TABLE t (a);\n-- on: Added\nINSERT INTO t VALUES (@a(b));\n",
+		  "bad.sql:4: parameter '@a(b)': a data member's name is letters, digits and _ "
+		  "only; for others use json_extract(:data, ...)" },
 		{ "-- setup\nCREATE TABLE t (a);\n-- on: Added\nINSERT INTO t VALUES (:data);\n"
 		  "INSERT INTO nowhere VALUES (1);\n", "bad.sql:5: no such table: nowhere" },
 		{ "-- setup\nCREATE TABLE t (a);\n-- on: Added\n-- nothing\n",
@@ -609,6 +808,8 @@ int main(void)
 	tcase_add_test(tc, test_upcast_and_change);
 	tcase_add_test(tc, test_every_type);
 	tcase_add_test(tc, test_rebuild);
+	tcase_add_test(tc, test_data_members);
+	tcase_add_test(tc, test_rebuild_redo);
 	tcase_add_test(tc, test_failure_policy);
 	tcase_add_test(tc, test_crash_loop);
 	tcase_add_test(tc, test_file_errors);

@@ -3038,6 +3038,7 @@ int main(int argc, char **argv)
 	const struct command *c;
 	const char *name;
 
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 	if (argc < 2) {
 		fputs(usage_main, stderr);
 		return RC_USAGE;

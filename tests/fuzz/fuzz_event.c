@@ -4,7 +4,8 @@
  * The first input byte picks the field the rest goes into: the data, the
  * metadata, the event type or the stream name of one append to a store
  * kept open across inputs.  The JSON checker also gets the raw bytes (NULs
- * included).  An append that succeeds must read back byte for byte; one
+ * included), and so does the member finder of @name parameters, which must
+ * stay inside them whatever they are.  An append that succeeds must read back byte for byte; one
  * that fails must leave the head where it was.
  */
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "evstore/store.h"
 #include "fuzz.h"
 #include "jsoncheck.h"
+#include "jsonmember.h"
 #include "store.h"
 #include "testutil.h"
 
@@ -63,12 +65,35 @@ static void open_store(void)
 		abort();
 }
 
+/* Every member of the bytes as an object, each decoded, and the first
+ * one's key looked up again: what is found must lie inside them. */
+static void members(const char *s, size_t n)
+{
+	evs__json_span m[8];
+	evs__json_value v;
+	size_t k = evs__json_members(s, n, m, 8);
+
+	for (size_t i = 0; i < k && i < 8; i++) {
+		if (m[i].key < s || m[i].key + m[i].key_len > s + n || m[i].value < s ||
+		    m[i].value + m[i].value_len > s + n)
+			abort();
+		if (evs__json_span_value(&m[i], &v) == 0)
+			evs__free(v.owned);
+	}
+	if (k && evs__json_member(s, n, m[0].key, m[0].key_len, &v) == 0) {
+		if (v.kind == EVS__JSON_MISSING)
+			abort();
+		evs__free(v.owned);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *text;
 	size_t err;
 
 	evs__json_check_object((const char *)data, size, &err);
+	members((const char *)data, size);
 	if (size == 0)
 		return 0;
 	evs__os_table.fsync = no_sync;
