@@ -2101,8 +2101,17 @@ static int load_twin(evs_store *s, const char *path, const proj *of, const char 
 	evs__unlink_db(tmp);
 	rc = from_def ? load_def(s, &of->c, &o, ".rebuild.db", out) :
 			load_proj(s, path, &o, ".rebuild.db", out);
-	if (rc)
+	/* a twin left by a crash is thrown away, so its commits need not
+	 * wait for the disk: the swap writes the live model durably */
+	if (!rc && sqlite3_exec((*out)->db, "PRAGMA synchronous=OFF", NULL, NULL, NULL) !=
+		   SQLITE_OK)
+		rc = db_err(*out, (*out)->db, "set up the rebuild");
+	if (rc) {
+		if (*out)
+			proj_free(*out);
+		*out = NULL;
 		evs__unlink_db(tmp);
+	}
 	return rc;
 }
 

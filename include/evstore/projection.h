@@ -11,8 +11,7 @@
  *   -- on: OrderPlaced
  *   INSERT INTO orders (id, total) VALUES (:stream, 0);
  *   -- on: ItemAdded, ItemRemoved
- *   UPDATE orders SET total = total + json_extract(:data, '$.price')
- *    WHERE id = :stream;
+ *   UPDATE orders SET total = total + @price WHERE id = :stream;
  *   -- query: by_id
  *   SELECT * FROM orders WHERE id = :id;
  *
@@ -20,8 +19,12 @@
  * run for each event of its types ("-- on: *" for every type, after the
  * type's own handler if it has one), with these named parameters: :stream,
  * :version, :position, :type, :schema_version, :event_id, :timestamp (µs),
- * :data and :metadata (JSON text, for SQLite's JSON functions; the data
- * upcast to the newest version, see evstore/upcast.h); a "query" is one
+ * :time (the timestamp as UTC ISO 8601 text with microseconds,
+ * 2026-11-23T09:01:05.123456Z), :data and :metadata (JSON text, for
+ * SQLite's JSON functions; the data upcast to the newest version, see
+ * evstore/upcast.h), and @name: the data's top-level member `name` as
+ * json_extract(:data, '$.name') gives it, without parsing the data again
+ * in each statement (names of letters, digits and _).  A "query" is one
  * SELECT with parameters of its own.  Mistakes (SQL that does not compile,
  * an unknown parameter, an empty section, a query that writes) are
  * reported when the file is loaded, with its path and line.
@@ -145,6 +148,11 @@ EVS_EXTERN int evs_projections_stop(evs_store *store);
  * (may be NULL) is called now and then with the position reached and the
  * head.  *position_out: the new model's checkpoint.  The projection must
  * not be running in this process.
+ *
+ * Events are applied without a savepoint each at first; if a handler
+ * fails, the new model is thrown away and the log replayed once more with
+ * them, as the worker applies events (retries, parking), so a C apply may
+ * then see the events before the failing one twice.
  */
 EVS_EXTERN int evs_projection_rebuild(evs_store *store, const char *path,
 				      evs_progress_cb progress, void *ctx,
