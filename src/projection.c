@@ -49,6 +49,7 @@ enum { P_STREAM = 1, P_VERSION, P_POSITION, P_TYPE, P_SCHEMA_VERSION, P_EVENT_ID
 typedef struct stmt_at {
 	sqlite3_stmt *st;
 	int line;
+	int np;                 /* how many parameters it has */
 	int map[32];            /* statement parameter i+1 -> P_* */
 	const char *field[32];  /* for P_FIELD: the member's name (the
 				   statement's own parameter name, past '@') */
@@ -115,6 +116,9 @@ typedef struct proj {
 	bool optimistic;        /* a rebuild's first pass: no savepoint per
 				   event; a failure starts the rebuild over */
 	bool redo;              /* it failed: start over, carefully */
+	bool time_ok;           /* time_prefix is :time's text up to time_sec */
+	int64_t time_sec;
+	char time_prefix[20];
 	bool starts_dirty;      /* this run's start is counted, not yet cleared */
 	int suspect;            /* starts without progress: the next event stopped
 				   the process that many times */
@@ -350,6 +354,7 @@ static int take_handler(proj *p, void *ctx, sqlite3_stmt *st, int line)
 	memset(sa, 0, sizeof(*sa));
 	sa->st = st;
 	sa->line = line;
+	sa->np = np;
 	for (int i = 1; i <= np; i++) {
 		const char *name = sqlite3_bind_parameter_name(st, i);
 		int k;
@@ -1148,8 +1153,10 @@ static char *put_digits(char *o, unsigned v, int n)
 
 /* :time, the timestamp t (µs since the epoch) as UTC ISO 8601 text with
  * microseconds, 1970-01-01T00:00:00.000000Z, into out[32]; its length.
- * (snprintf would cost more than some handlers.) */
-static int format_time(char *out, int64_t t)
+ * (snprintf would cost more than some handlers.)  The text up to the
+ * second is kept in p for the next event, which is mostly of the same
+ * second. */
+static int format_time(proj *p, char *out, int64_t t)
 {
 	int64_t sec = t / 1000000, us = t % 1000000;
 	struct tm tm;
@@ -1159,6 +1166,11 @@ static int format_time(char *out, int64_t t)
 	if (us < 0) {
 		us += 1000000;
 		sec--;
+	}
+	if (p->time_ok && sec == p->time_sec) {
+		memcpy(out, p->time_prefix, 19);
+		o = out + 19;
+		goto fraction;
 	}
 	tt = (time_t)sec;
 	if (!gmtime_r(&tt, &tm) || tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999)
@@ -1175,6 +1187,10 @@ static int format_time(char *out, int64_t t)
 	o = put_digits(o, (unsigned)tm.tm_min, 2);
 	*o++ = ':';
 	o = put_digits(o, (unsigned)tm.tm_sec, 2);
+	memcpy(p->time_prefix, out, 19);
+	p->time_sec = sec;
+	p->time_ok = true;
+fraction:
 	*o++ = '.';
 	o = put_digits(o, (unsigned)us, 6);
 	*o++ = 'Z';
@@ -1256,7 +1272,7 @@ static int run_once(proj *p, const targets *t, const evs_event *ev, const char *
 		handler *h = t->hs[w];
 		for (size_t k = 0; h && k < h->n && !rc; k++) {
 			sqlite3_stmt *st = h->st[k].st;
-			int np = sqlite3_bind_parameter_count(st);
+			int np = h->st[k].np;
 			for (int i = 1; i <= np && !rc; i++) {
 				switch (h->st[k].map[i - 1]) {
 				case P_STREAM:
@@ -1286,7 +1302,7 @@ static int run_once(proj *p, const targets *t, const evs_event *ev, const char *
 					break;
 				case P_TIME:
 					if (!time_len)
-						time_len = format_time(time, ev->timestamp_us);
+						time_len = format_time(p, time, ev->timestamp_us);
 					sqlite3_bind_text(st, i, time, time_len, SQLITE_STATIC);
 					break;
 				case P_DATA:
