@@ -28,8 +28,9 @@
  *      here, applied by plain SQLite to a read model of its own from a
  *      SQLite events table; the same SELECT on that read model.  The lag
  *      has no SQLite counterpart.
- * With --instr, the instruction counts per appended and per replayed event
- * from callgrind (tools/callgrind.sh does the same from the shell).
+ * With --instr, the instruction counts per appended and per replayed event,
+ * and per event of the orders rebuild, from callgrind (tools/callgrind.sh
+ * does the same from the shell).
  *
  * The workload is a pure function of the seed and the event's index (see
  * gen_event), so a child process regenerates exactly the parent's events
@@ -837,7 +838,7 @@ enum unit { U_RATE, U_US, U_MS, U_MIB, U_EVENTS, U_INSTR };
 enum row_id {
 	R_APPEND, R_THREADS, R_REPLAY, R_READ_P50, R_READ_P99, R_OPEN_CLEAN,
 	R_OPEN_KILL, R_RSS, R_REBUILD, R_LAG, R_QUERY_P50, R_QUERY_P99,
-	R_INSTR_APPEND, R_INSTR_REPLAY, R_COUNT
+	R_INSTR_APPEND, R_INSTR_REPLAY, R_INSTR_REBUILD, R_COUNT
 };
 
 static const struct row_def {
@@ -881,6 +882,9 @@ static const struct row_def {
 	  U_INSTR, 0, { NULL, NULL } },
 	{ 0, "instructions_per_replayed_event",
 	  "callgrind: instructions per replayed event",
+	  U_INSTR, 0, { NULL, NULL } },
+	{ 0, "instructions_per_rebuilt_event",
+	  "callgrind: instructions per event of the orders rebuild",
 	  U_INSTR, 0, { NULL, NULL } },
 };
 
@@ -3714,10 +3718,55 @@ MEASURED static int bench_instr_replay_region(evs_store *st,
 	return evs_read_all(st, 1, 0, NULL, count_cb, c);
 }
 
+MEASURED static int bench_instr_rebuild_region(evs_store *st,
+					       const char *path,
+					       uint64_t *pos)
+{
+	return evs_projection_rebuild(st, path, NULL, NULL, pos);
+}
+
+/* --child-instr rebuild: scenario 7's log of the workload's size into a new
+ * store at dir, then the orders projection rebuilt from it. */
+static int child_instr_rebuild(struct bench *b, const char *dir)
+{
+	struct s7 *s = calloc(1, sizeof *s);
+	evs_store *st = NULL;
+	uint64_t pos = 0;
+	int rc = -1;
+
+	if (!s)
+		return errf(b->err, "out of memory");
+	b->s7 = s;
+	if (path_join(s->proj_path, EVS_DEMO_PROJECTIONS, "orders.sql",
+		      b->err) != 0 ||
+	    s7_build_log(b) != 0 ||
+	    store_open(&st, dir, 1, EVS_DURABILITY_NONE, b->err) != 0 ||
+	    s7_append(b, st) != 0)
+		goto out;
+	rc = bench_instr_rebuild_region(st, s->proj_path, &pos);
+	if (rc != 0) {
+		lib_errf(b->err, rc, "cannot rebuild %s", s->proj_path);
+		rc = -1;
+	} else if (pos != b->w.nevents) {
+		rc = errf(b->err, "the rebuilt read model is at %" PRIu64
+			  ", not %" PRIu64, pos, b->w.nevents);
+	} else {
+		printf("rebuilt %" PRIu64 "\n", pos);
+	}
+out:
+	evs_close(st);
+	arena_free(&s->log);
+	free(s);
+	b->s7 = NULL;
+	return rc;
+}
+
 /*
- * `--child-instr append|replay --dir D`: appends the workload into a new
- * store at D with durability none, or replays the store at D.  Run under
- * callgrind; setup (generating the events, opening) is outside the region.
+ * `--child-instr append|replay|rebuild --dir D`: appends the workload into
+ * a new store at D with durability none, replays the store at D, or
+ * rebuilds the orders projection from a new store of scenario 7's log at
+ * D.  Run under callgrind; setup (generating the events, opening, loading
+ * the log) is outside the region.
  */
 static int child_instr_main(struct bench *b, const char *mode,
 			    const char *dir)
@@ -3727,7 +3776,10 @@ static int child_instr_main(struct bench *b, const char *mode,
 	evs_options o = EVS_OPTIONS_INIT;
 	int rc;
 
-	if (strcmp(mode, "append") == 0) {
+	if (strcmp(mode, "rebuild") == 0) {
+		if (child_instr_rebuild(b, dir) != 0)
+			goto fail;
+	} else if (strcmp(mode, "append") == 0) {
 		if (arena_build(&b->ev, &b->w, b->err) != 0 ||
 		    store_open(&st, dir, 1, EVS_DURABILITY_NONE, b->err) != 0)
 			goto fail;
@@ -3855,6 +3907,7 @@ static int instructions(struct bench *b)
 		say("valgrind not found: no instruction counts");
 		b->rows[R_INSTR_APPEND].state = ROW_OFF;
 		b->rows[R_INSTR_REPLAY].state = ROW_OFF;
+		b->rows[R_INSTR_REBUILD].state = ROW_OFF;
 		return 0;
 	}
 	if (rc != 0)
@@ -3863,6 +3916,14 @@ static int instructions(struct bench *b)
 	if (instr_run(b, "replay", dir, &v) != 0)
 		return -1;
 	series_add(&b->rows[R_INSTR_REPLAY].ev, v);
+	drop_dir(b, dir);
+	say("callgrind: the orders rebuild of %u events", INSTR_EVENTS);
+	if (path_join(dir, b->run_dir, "instr-rebuild", b->err) != 0 ||
+	    instr_run(b, "rebuild", dir, &v) != 0)
+		return -1;
+	series_add(&b->rows[R_INSTR_REBUILD].ev, v);
+	snprintf(b->rows[R_INSTR_REBUILD].note, sizeof b->rows[0].note,
+		 "%u events of scenario 7's orders log", INSTR_EVENTS);
 	snprintf(b->rows[R_INSTR_APPEND].note, sizeof b->rows[0].note,
 		 "%u events, 100/append, durability none", INSTR_EVENTS);
 	snprintf(b->rows[R_INSTR_REPLAY].note, sizeof b->rows[0].note,
@@ -4244,10 +4305,11 @@ const char usage_bench[] =
 	"  --only LIST   run only these scenarios, e.g. 1,3 or 7\n"
 	"  --keep        keep the stores and databases\n"
 	"  --instr       also count instructions per appended and replayed\n"
-	"                event with valgrind's callgrind, if installed\n"
+	"                event, and per event of the orders rebuild, with\n"
+	"                valgrind's callgrind, if installed\n"
 	"\n"
 	"Internal modes, for the child processes and tools/callgrind.sh:\n"
-	"  --child-kill DIR, --child-rss DIR, --child-instr append|replay\n";
+	"  --child-kill DIR, --child-rss DIR, --child-instr append|replay|rebuild\n";
 
 /* The value of option argv[*i] ("--name value" or "--name=value"). */
 static const char *opt_value(int argc, char **argv, int *i, size_t name_len)
@@ -4481,7 +4543,7 @@ static int run_all(struct bench *b)
 		scenario7(b);
 	}
 	if (b->instr)
-		run_rows(b, R_INSTR_APPEND, R_INSTR_REPLAY, "callgrind",
+		run_rows(b, R_INSTR_APPEND, R_INSTR_REBUILD, "callgrind",
 			 instructions);
 
 	set_targets(b);
@@ -4600,9 +4662,11 @@ int cmd_bench(const char *cmd, int argc, char **argv)
 		return child_rss_main(b, child_arg);
 	if (child) {
 		if (strcmp(child_arg, "append") != 0 &&
-		    strcmp(child_arg, "replay") != 0)
+		    strcmp(child_arg, "replay") != 0 &&
+		    strcmp(child_arg, "rebuild") != 0)
 			return usage_err("option '--child-instr': '%s' is not "
-					 "'append' or 'replay'", child_arg);
+					 "'append', 'replay' or 'rebuild'",
+					 child_arg);
 		if (!b->dir_given)
 			return usage_err("option '--child-instr' needs --dir");
 		if (stream_names(b) != 0) {

@@ -1,11 +1,14 @@
 #!/bin/sh
 # callgrind.sh BUILD_DIR [EVENTS]: instructions per appended and per replayed
-# event, counted by valgrind's callgrind: a figure that, unlike a time, does
-# not move with the machine's noise.
+# event, and per event of the orders projection's rebuild, counted by
+# valgrind's callgrind: a figure that, unlike a time, does not move with the
+# machine's noise.
 #
 # `evstore bench --child-instr append` appends EVENTS (default 20000)
 # generated events in 100-event batches with durability none into a new
-# store; `--child-instr replay` reads them all back.  Only the loop is
+# store; `--child-instr replay` reads them all back; `--child-instr rebuild`
+# loads EVENTS events of the benchmark's orders log (scenario 7) into
+# another new store and rebuilds projections/orders.sql from it.  Only the loop is
 # counted: --toggle-collect switches counting on inside the function that
 # holds it (bench_instr_<mode>_region; the pattern also takes a compiler
 # clone's suffix), so generating the events and opening the store are left
@@ -32,13 +35,14 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/evstore-callgrind.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 
-# count MODE: prints the instructions per event of one mode.
+# count MODE [STORE]: prints the instructions per event of one mode, run on
+# the store directory STORE (default: store) under the scratch directory.
 count() {
 	if ! valgrind --tool=callgrind --callgrind-out-file="$tmp/$1.out" \
 		"--toggle-collect=bench_instr_$1_region*" \
 		--toggle-collect=start_thread \
 		"$exe" bench --child-instr "$1" --events "$events" \
-		--dir "$tmp/store" >"$tmp/$1.log" 2>&1; then
+		--dir "$tmp/${2:-store}" >"$tmp/$1.log" 2>&1; then
 		cat "$tmp/$1.log" >&2
 		echo "callgrind.sh: the $1 run failed" >&2
 		exit 1
@@ -53,6 +57,8 @@ count() {
 
 append=$(count append)
 replay=$(count replay)
+rebuild=$(count rebuild orders-store)
 echo "events: $events"
 echo "instructions per appended event: $append"
 echo "instructions per replayed event: $replay"
+echo "instructions per event of the orders rebuild: $rebuild"
