@@ -56,8 +56,10 @@ static uint64_t head_of(evs_store *s)
 	return st.head_position;
 }
 
-/* The rows of query `q` once the projection reached the head, as text. */
-static char *rows_at_head(evs_store *s, const char *q, const char *params)
+/* The rows of query `q` of projection `proj` once it reached the head, as
+ * text (JSON flags `flags`). */
+static char *query_at_head(evs_store *s, const char *proj, const char *q, const char *params,
+			   size_t flags)
 {
 	evs_query_options o = EVS_QUERY_OPTIONS_INIT;
 	json_t *p = params ? json_loads(params, 0, NULL) : NULL, *rows;
@@ -66,12 +68,18 @@ static char *rows_at_head(evs_store *s, const char *q, const char *params)
 
 	o.min_position = head_of(s);
 	o.timeout_ms = 20000;
-	ck_assert_msg(evs_query(s, "totals", q, p, &o, &rows, &at) == 0, "%s", evs_errmsg());
+	ck_assert_msg(evs_query(s, proj, q, p, &o, &rows, &at) == 0, "%s", evs_errmsg());
 	ck_assert_uint_ge(at, o.min_position);
-	text = json_dumps(rows, JSON_COMPACT);
+	text = json_dumps(rows, flags);
 	json_decref(rows);
 	json_decref(p);
 	return text;
+}
+
+/* The same of the test's projection "totals". */
+static char *rows_at_head(evs_store *s, const char *q, const char *params)
+{
+	return query_at_head(s, "totals", q, params, JSON_COMPACT);
 }
 
 START_TEST(test_build_and_query)
@@ -376,18 +384,7 @@ static const char members_sql[] =
 
 static char *members_query(evs_store *s, const char *q, const char *params)
 {
-	evs_query_options o = EVS_QUERY_OPTIONS_INIT;
-	json_t *p = params ? json_loads(params, 0, NULL) : NULL, *rows;
-	uint64_t at;
-	char *text;
-
-	o.min_position = head_of(s);
-	o.timeout_ms = 20000;
-	ck_assert_msg(evs_query(s, "members", q, p, &o, &rows, &at) == 0, "%s", evs_errmsg());
-	text = json_dumps(rows, JSON_COMPACT | JSON_ENSURE_ASCII);
-	json_decref(rows);
-	json_decref(p);
-	return text;
+	return query_at_head(s, "members", q, params, JSON_COMPACT | JSON_ENSURE_ASCII);
 }
 
 static void members_check(evs_store *s, size_t n)
