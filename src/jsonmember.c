@@ -12,6 +12,8 @@
  * - strings are unescaped, and like SQLite's, end at an escaped NUL;
  * - objects and arrays come back as their text without whitespace.
  */
+#include <locale.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -190,11 +192,29 @@ static size_t minify(const char *s, size_t n, char *o)
 	return k;
 }
 
+static locale_t c_locale;
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+
+static void c_locale_init(void)
+{
+	c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+}
+
+/* A JSON number's text as a double, whatever locale the application set
+ * (a decimal comma would cut "1.5" to 1). */
+static double to_double(const char *text)
+{
+	char *tail;
+
+	pthread_once(&c_locale_once, c_locale_init);
+	return c_locale ? strtod_l(text, &tail, c_locale) : strtod(text, &tail);
+}
+
 /* The number s[0..n): an integer as json_extract gives one, else a real;
  * -1 when out of memory. */
 static int number(const char *s, size_t n, evs__json_value *out)
 {
-	char buf[64], *tail;
+	char buf[64];
 	const char *p = s, *end = s + n;
 	bool neg = p < end && *p == '-';
 	uint64_t u = 0;
@@ -218,14 +238,14 @@ static int number(const char *s, size_t n, evs__json_value *out)
 	if (n < sizeof(buf)) {
 		memcpy(buf, s, n);
 		buf[n] = 0;
-		out->r = strtod(buf, &tail);
+		out->r = to_double(buf);
 	} else {
 		char *big = evs__malloc(n + 1);
 		if (!big)
 			return -1;
 		memcpy(big, s, n);
 		big[n] = 0;
-		out->r = strtod(big, &tail);
+		out->r = to_double(big);
 		evs__free(big);
 	}
 	return 0;

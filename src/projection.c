@@ -51,8 +51,8 @@ typedef struct stmt_at {
 	int line;
 	int np;                 /* how many parameters it has */
 	int map[32];            /* statement parameter i+1 -> P_* */
-	const char *field[32];  /* for P_FIELD: the member's name (the
-				   statement's own parameter name, past '@') */
+	char *field[32];        /* for P_FIELD: the member's name, owned (SQLite
+				   frees its own copy when it recompiles) */
 } stmt_at;
 
 typedef struct handler {
@@ -178,8 +178,11 @@ static void proj_free(proj *p)
 		qconn_close(c, p->nq);
 	}
 	for (size_t i = 0; i < p->nh; i++) {
-		for (size_t k = 0; k < p->h[i].n; k++)
+		for (size_t k = 0; k < p->h[i].n; k++) {
 			sqlite3_finalize(p->h[i].st[k].st);
+			for (int f = 0; f < p->h[i].st[k].np; f++)
+				evs__free(p->h[i].st[k].field[f]);
+		}
 		evs__free(p->h[i].st);
 		evs__free(p->h[i].type);
 	}
@@ -360,14 +363,17 @@ static int take_handler(proj *p, void *ctx, sqlite3_stmt *st, int line)
 		int k;
 		if (name && name[0] == '@' && name[1]) {
 			for (k = 1; name[k]; k++)
-				if (name[k] == '(' || name[k] == ':')
+				if (!(name[k] >= 'a' && name[k] <= 'z') &&
+				    !(name[k] >= 'A' && name[k] <= 'Z') &&
+				    !(name[k] >= '0' && name[k] <= '9') && name[k] != '_')
 					break;
 			if (name[k])
 				return evs__err(EVS_EINVAL, "%s:%d: parameter '%s': a data member's "
 						"name is letters, digits and _ only; for others use "
 						"json_extract(:data, ...)", p->path, line, name);
 			sa->map[i - 1] = P_FIELD;
-			sa->field[i - 1] = name + 1;
+			if (!(sa->field[i - 1] = evs__strdup(name + 1)))
+				return evs__err(EVS_ENOMEM, "out of memory loading %s", p->path);
 			continue;
 		}
 		for (k = 0; k < P__N; k++)

@@ -369,16 +369,22 @@ static const char members_sql[] =
 	"-- setup\n"
 	"CREATE TABLE IF NOT EXISTS m (pos INTEGER PRIMARY KEY, a, ja, ab, jab, miss,\n"
 	"    t TEXT, jt TEXT);\n"
+	"CREATE TABLE IF NOT EXISTS names (n TEXT COLLATE NOCASE PRIMARY KEY, k INTEGER);\n"
+	"INSERT OR IGNORE INTO names VALUES ('plain', 0);\n"
 	"-- on: V, U\n"
 	"INSERT INTO m VALUES (:position, @a, json_extract(:data, '$.a'), @ab,\n"
 	"    json_extract(:data, '$.ab'), @missing, :time,\n"
 	"    strftime('%Y-%m-%dT%H:%M:%S', :timestamp / 1000000, 'unixepoch')\n"
 	"    || printf('.%06dZ', :timestamp % 1000000));\n"
+	"-- LIKE on a parameter: SQLite compiles the statement again for each value\n"
+	"UPDATE names SET k = k + 1 WHERE n LIKE @a;\n"
 	"-- query: differ\n"
 	"SELECT count(*) AS n FROM m WHERE a IS NOT ja OR typeof(a) != typeof(ja)\n"
 	"    OR ab IS NOT jab OR typeof(ab) != typeof(jab) OR miss IS NOT NULL OR t != jt;\n"
 	"-- query: rows\n"
 	"SELECT count(*) AS n FROM m;\n"
+	"-- query: plain\n"
+	"SELECT k FROM names;\n"
 	"-- query: at\n"
 	"SELECT a, typeof(a) AS ta, ab FROM m WHERE pos = :pos;\n";
 
@@ -396,6 +402,10 @@ static void members_check(evs_store *s, size_t n)
 	char want[64];
 	snprintf(want, sizeof(want), "[{\"n\":%zu}]", n);
 	ck_assert_str_eq(t, want);
+	free(t);
+	/* one value was 'plain' */
+	t = members_query(s, "plain", NULL);
+	ck_assert_str_eq(t, "[{\"k\":1}]");
 	free(t);
 	/* and a few exactly */
 	static const char *const exact[][2] = {
@@ -443,9 +453,24 @@ START_TEST(test_data_members)
 	ck_assert_int_eq(evs_projections_start(s), 0);
 	members_check(s, n + 1);
 	ck_assert_int_eq(evs_projections_stop(s), 0);
+	/* the schema changes under the prepared handlers: SQLite compiles
+	 * them again, and frees the parameter names it gave before */
+	char db[4200];
+	sqlite3 *h;
+	snprintf(db, sizeof(db), "%s/readmodels/members.db", dir);
+	ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(h, "CREATE TABLE extra (x)", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(h);
+	add(s, "m-1", "V", "{\"a\":\"late\",\"ab\":3}", 1);
+	ck_assert_int_eq(evs_projections_start(s), 0);
+	members_check(s, n + 2);
+	char *t = members_query(s, "at", "{\"pos\":27}");
+	ck_assert_str_eq(t, "[{\"a\":\"late\",\"ta\":\"text\",\"ab\":3}]");
+	free(t);
+	ck_assert_int_eq(evs_projections_stop(s), 0);
 	ck_assert_int_eq(evs_projection_rebuild(s, path, NULL, NULL, &at), 0);
-	ck_assert_uint_eq(at, n + 1);
-	members_check(s, n + 1);
+	ck_assert_uint_eq(at, n + 2);
+	members_check(s, n + 2);
 	evs_close(s);
 	tu_rmdir(dir);
 	tu_rmdir(pd);

@@ -24,7 +24,9 @@
  * SQLite's JSON functions; the data upcast to the newest version, see
  * evstore/upcast.h), and @name: the data's top-level member `name` as
  * json_extract(:data, '$.name') gives it, without parsing the data again
- * in each statement (names of letters, digits and _).  A "query" is one
+ * in each statement (names of letters, digits and _; an object or array
+ * nested into another JSON function needs json(@name), since a parameter
+ * cannot carry SQLite's JSON mark).  A "query" is one
  * SELECT with parameters of its own.  Mistakes (SQL that does not compile,
  * an unknown parameter, an empty section, a query that writes) are
  * reported when the file is loaded, with its path and line.
@@ -152,7 +154,8 @@ EVS_EXTERN int evs_projections_stop(evs_store *store);
  * Events are applied without a savepoint each at first; if a handler
  * fails, the new model is thrown away and the log replayed once more with
  * them, as the worker applies events (retries, parking), so a C apply may
- * then see the events before the failing one twice.
+ * then see the events before the failing one twice, and `progress` starts
+ * again from the first position.
  */
 EVS_EXTERN int evs_projection_rebuild(evs_store *store, const char *path,
 				      evs_progress_cb progress, void *ctx,
