@@ -722,6 +722,9 @@ START_TEST(test_file_errors)
 		{ "-- setup\nCREATE TABLE t (a);\n-- on: Added\nINSERT INTO t VALUES (@a(b));\n",
 		  "bad.sql:4: parameter '@a(b)': a data member's name is letters, digits and _ "
 		  "only; for others use json_extract(:data, ...)" },
+		{ "-- setup\nCREATE TABLE t (a);\n-- on: Added\nINSERT INTO t VALUES (@a$b);\n",
+		  "bad.sql:4: parameter '@a$b': a data member's name is letters, digits and _ "
+		  "only; for others use json_extract(:data, ...)" },
 		{ "-- setup\nCREATE TABLE t (a);\n-- on: Added\nINSERT INTO t VALUES (:data);\n"
 		  "INSERT INTO nowhere VALUES (1);\n", "bad.sql:5: no such table: nowhere" },
 		{ "-- setup\nCREATE TABLE t (a);\n-- on: Added\n-- nothing\n",
