@@ -68,6 +68,9 @@ void evs__uuid_v7(uint8_t out[16], int64_t now_us);
 void evs__uuid_v7_seq(uint8_t *out, size_t n, int64_t now_us);
 /* A hash of a 16-byte id whose every bit depends on every input bit. */
 size_t evs__id_hash(const uint8_t id[16]);
+/* The four hex digits at s[0..n) as a number (0..0xffff), or -1 when n < 4
+ * or one is not a hex digit (a JSON \uXXXX escape's). */
+int evs__hex4(const char *s, size_t n);
 int evs__check_stream_name(const char *stream, size_t *len_out);
 int evs__check_type_name(const char *type, size_t *len_out);
 

@@ -78,27 +78,6 @@ static const char *skip_value(const char *p, const char *end)
 	return end;
 }
 
-static int hex4(const char *p, const char *end)
-{
-	int v = 0;
-
-	if (end - p < 4)
-		return -1;
-	for (int i = 0; i < 4; i++) {
-		char c = p[i];
-		v <<= 4;
-		if (c >= '0' && c <= '9')
-			v |= c - '0';
-		else if (c >= 'a' && c <= 'f')
-			v |= c - 'a' + 10;
-		else if (c >= 'A' && c <= 'F')
-			v |= c - 'A' + 10;
-		else
-			return -1;
-	}
-	return v;
-}
-
 static size_t put_utf8(char *o, uint32_t v)
 {
 	if (v < 0x80) {
@@ -145,14 +124,14 @@ static size_t unescape(const char *s, size_t n, char *o)
 		case 'r': o[k++] = '\r'; break;
 		case 't': o[k++] = '\t'; break;
 		case 'u': {
-			int v = hex4(p, end), lo;
+			int v = evs__hex4(p, (size_t)(end - p)), lo;
 			if (v < 0)
 				return k;
 			p += 4;
 			if (v == 0)
 				return k; /* SQLite's string ends there */
 			if ((v & 0xfc00) == 0xd800 && end - p >= 6 && p[0] == '\\' && p[1] == 'u' &&
-			    ((lo = hex4(p + 2, end)) & 0xfc00) == 0xdc00 && lo >= 0) {
+			    ((lo = evs__hex4(p + 2, (size_t)(end - p - 2))) & 0xfc00) == 0xdc00 && lo >= 0) {
 				p += 6;
 				k += put_utf8(o + k, 0x10000u + (((uint32_t)v & 0x3ff) << 10) +
 							((uint32_t)lo & 0x3ff));

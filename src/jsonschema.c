@@ -820,21 +820,6 @@ static const char *const gc_names[][2] = {
 	{ "Private_Use", "Co" }, { "Unassigned", "Cn" },
 };
 
-static int hex4(const char *s, size_t n)
-{
-	int v = 0;
-
-	if (n < 4)
-		return -1;
-	for (int i = 0; i < 4; i++) {
-		char c = s[i];
-		if (!is_hex(c))
-			return -1;
-		v = v * 16 + (is_digit(c) ? c - '0' : (c | 0x20) - 'a' + 10);
-	}
-	return v;
-}
-
 /* Rewrites src into b (see the top of the file for what changes). */
 static void ecma_to_pcre2(struct rbuf *b, const char *src, size_t n)
 {
@@ -892,13 +877,13 @@ static void ecma_to_pcre2(struct rbuf *b, const char *src, size_t n)
 					rb_put(b, name, len, (size_t)(name - src));
 				rb_puts(b, "}", (size_t)(end - src));
 				i = (size_t)(end - src) + 1;
-			} else if (e == 'u' && hex4(src + i + 2, n - i - 2) >= 0xd800 &&
-				   hex4(src + i + 2, n - i - 2) <= 0xdbff && i + 12 <= n &&
+			} else if (e == 'u' && evs__hex4(src + i + 2, n - i - 2) >= 0xd800 &&
+				   evs__hex4(src + i + 2, n - i - 2) <= 0xdbff && i + 12 <= n &&
 				   src[i + 6] == '\\' && src[i + 7] == 'u' &&
-				   hex4(src + i + 8, n - i - 8) >= 0xdc00 &&
-				   hex4(src + i + 8, n - i - 8) <= 0xdfff) {
+				   evs__hex4(src + i + 8, n - i - 8) >= 0xdc00 &&
+				   evs__hex4(src + i + 8, n - i - 8) <= 0xdfff) {
 				/* a surrogate pair: one code point for PCRE2 */
-				int hi = hex4(src + i + 2, 4), lo = hex4(src + i + 8, 4);
+				int hi = evs__hex4(src + i + 2, 4), lo = evs__hex4(src + i + 8, 4);
 				long cp = 0x10000 + ((long)(hi - 0xd800) << 10) + (lo - 0xdc00);
 				char out[16];
 				snprintf(out, sizeof(out), "\\u{%lx}", cp);

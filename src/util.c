@@ -452,3 +452,24 @@ int evs__check_type_name(const char *type, size_t *len_out)
 	*len_out = n;
 	return 0;
 }
+
+int evs__hex4(const char *s, size_t n)
+{
+	int v = 0;
+
+	if (n < 4)
+		return -1;
+	for (int i = 0; i < 4; i++) {
+		char c = s[i];
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v |= c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			v |= c - 'A' + 10;
+		else
+			return -1;
+	}
+	return v;
+}

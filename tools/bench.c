@@ -2504,14 +2504,18 @@ static struct pj_handler *pj_handler_for(struct pj_model *m, const char *type)
  * memory. */
 static char *pj_plain_sql(const char *sql)
 {
-	size_t n = strlen(sql), at = 0, cap = n + 1;
-	char *out = malloc(cap), *t;
-	const char *p = sql, *e;
-	int need;
+	static const char pre[] = "json_extract(:data, '$.", post[] = "')";
+	size_t n = strlen(sql), ats = 0, at = 0;
+	const char *p, *e;
+	char *out;
 
+	for (p = sql; *p; p++)
+		ats += *p == '@';
+	/* each @ grows by at most pre and post */
+	out = malloc(n + ats * (sizeof pre + sizeof post) + 1);
 	if (!out)
 		return NULL;
-	while (*p) {
+	for (p = sql; *p; p = e) {
 		if (*p == '\'' || *p == '"') {
 			e = strchr(p + 1, *p);
 			e = e ? e + 1 : p + strlen(p);
@@ -2520,34 +2524,14 @@ static char *pj_plain_sql(const char *sql)
 		} else if (*p == '@' && (isalnum((unsigned char)p[1]) || p[1] == '_')) {
 			for (e = p + 1; isalnum((unsigned char)*e) || *e == '_'; e++)
 				;
-			need = snprintf(NULL, 0, "json_extract(:data, '$.%.*s')",
-					(int)(e - p - 1), p + 1);
-			if (at + (size_t)need + 1 + strlen(e) >= cap) {
-				cap = (at + (size_t)need + strlen(e) + 1) * 2;
-				if (!(t = realloc(out, cap))) {
-					free(out);
-					return NULL;
-				}
-				out = t;
-			}
-			at += (size_t)snprintf(out + at, cap - at, "json_extract(:data, '$.%.*s')",
-					       (int)(e - p - 1), p + 1);
-			p = e;
+			at += (size_t)sprintf(out + at, "%s%.*s%s", pre, (int)(e - p - 1),
+					      p + 1, post);
 			continue;
 		} else {
 			e = p + 1;
 		}
-		if (at + (size_t)(e - p) + 1 > cap) {
-			cap = (at + (size_t)(e - p) + 1) * 2;
-			if (!(t = realloc(out, cap))) {
-				free(out);
-				return NULL;
-			}
-			out = t;
-		}
 		memcpy(out + at, p, (size_t)(e - p));
 		at += (size_t)(e - p);
-		p = e;
 	}
 	out[at] = '\0';
 	return out;
